@@ -1,0 +1,60 @@
+"""Finding agent classes: built-in names, the `parley.agents` entry points, module:Class."""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+from typing import Any
+
+from agents.base import Agent, AgentContext
+
+ENTRY_POINT_GROUP = "parley.agents"
+BUILTIN = {
+    "scripted": "agents.scripted:ScriptedAgent",
+    "random": "agents.scripted:RandomAgent",
+    "llm": "agents.llm.agent:LLMAgent",
+}
+
+
+class AgentLoadError(ValueError):
+    """An agent type that cannot be found or built."""
+
+
+def _import(path: str) -> Any:
+    module_name, _, attr = path.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as error:
+        raise AgentLoadError(f"cannot import agent {path!r}: {error}") from None
+    return target
+
+
+def agent_class(type_name: str) -> Any:
+    """The class a scenario's `type:` names."""
+    if type_name in BUILTIN:
+        return _import(BUILTIN[type_name])
+    if ":" in type_name:
+        return _import(type_name)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == type_name:
+            return ep.load()
+    known = sorted({*BUILTIN, *(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))})
+    raise AgentLoadError(
+        f"unknown agent type {type_name!r}: use one of {', '.join(known)}, or module:Class"
+    )
+
+
+def build_agent(type_name: str, context: AgentContext) -> Agent:
+    """Build an agent and check it speaks the Agent protocol."""
+    cls = agent_class(type_name)
+    try:
+        agent = cls(context)
+    except ValueError as error:  # pydantic's ValidationError is a ValueError
+        first = str(error).splitlines()
+        detail = " ".join(line.strip() for line in first[1:3]) if len(first) > 1 else str(error)
+        raise AgentLoadError(f"agent {context.name!r} ({type_name}) options: {detail}") from None
+    if not isinstance(agent, Agent):
+        raise AgentLoadError(f"{type_name} does not implement speak() and act()")
+    return agent

@@ -1,0 +1,165 @@
+"""`parley`: validate, run, agent, replay, bench.
+
+Bad input gets one line on stderr saying where and what, and exit code 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from agents.plugins import AgentLoadError
+from runtime.console import ConversationView, summary_table
+from runtime.envs import EnvError
+from runtime.logs import configure_logging
+from runtime.recorder import RecordingError, read_recording
+from runtime.scenario import load_scenario
+from runtime.scenario_yaml import ScenarioError
+
+EXIT_BAD_INPUT = 2
+USER_ERRORS = (ScenarioError, EnvError, AgentLoadError, RecordingError, ValueError, TimeoutError,
+               FileNotFoundError, ConnectionError)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="parley", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default="warning",
+                        choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-json", action="store_true", help="JSON logs even in a terminal")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    validate = commands.add_parser("validate", help="check a scenario file")
+    validate.add_argument("scenario", type=Path)
+
+    run = commands.add_parser("run", help="run a scenario live")
+    run.add_argument("scenario", type=Path)
+    run.add_argument("--episodes", type=_positive)
+    run.add_argument("--seed", type=int)
+    run.add_argument("--bus", default="memory", help="memory (default) or mqtt://HOST:PORT")
+    run.add_argument("--run-id", help="run id on the bus (default: the scenario name)")
+    run.add_argument("--record", type=Path, help="write every envelope to FILE.jsonl")
+    run.add_argument("--summary", type=Path, help="write the run summary as JSON")
+    run.add_argument("--adapters", help="folder of trained LoRA adapters to play")
+    run.add_argument("--quiet", action="store_true", help="no live conversation")
+
+    agent = commands.add_parser("agent", help="run one agent in this process")
+    agent.add_argument("scenario", type=Path)
+    agent.add_argument("--agent", required=True)
+    agent.add_argument("--bus", required=True, help="mqtt://HOST:PORT")
+    agent.add_argument("--run-id")
+    agent.add_argument("--seed", type=int)
+    agent.add_argument("--adapters")
+
+    replay = commands.add_parser("replay", help="show a recorded run")
+    replay.add_argument("recording", type=Path)
+
+    bench = commands.add_parser("bench", help="benchmarks against same-run baselines")
+    bench.add_argument("target", choices=["bus", "inference"])
+    bench.add_argument("--bus", default="mqtt://127.0.0.1:1883", help="broker for the MQTT part")
+    bench.add_argument("--messages", type=_positive, default=5000)
+    bench.add_argument("--agents", type=_positive, default=8)
+    bench.add_argument("--json", action="store_true")
+    return parser
+
+
+def _validate(args: argparse.Namespace) -> int:
+    scenario = load_scenario(args.scenario)
+    scenario.registry()  # message models must build too
+    print(f"{args.scenario}: ok ({len(scenario.agents)} agents, env "
+          f"{scenario.env.game or scenario.env.pettingzoo})")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from runtime.session import RunSettings, run_scenario
+
+    scenario = load_scenario(args.scenario)
+    settings = RunSettings(
+        episodes=args.episodes or scenario.episodes,
+        seed=scenario.seed if args.seed is None else args.seed,
+        bus=args.bus, run_id=args.run_id, record=args.record, adapters=args.adapters,
+        live=not args.quiet)
+    summary = asyncio.run(run_scenario(scenario, settings))
+    if not args.quiet:
+        console = Console()
+        console.print(summary_table(summary))
+        console.print(f"messages: {summary['messages']}  wall: {summary['wall_s']} s"
+                      + (f"  success: {summary['success_rate']:.0%}"
+                         if summary["success_rate"] is not None else ""))
+    if args.summary:
+        args.summary.write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+def _agent(args: argparse.Namespace) -> int:
+    from runtime.session import serve_agent
+
+    scenario = load_scenario(args.scenario)
+    seed = scenario.seed if args.seed is None else args.seed
+    asyncio.run(serve_agent(scenario, args.agent, args.bus, args.run_id, seed, args.adapters))
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    ConversationView().replay(read_recording(args.recording))
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    if args.target == "bus":
+        from runtime.bench_bus import bench_bus, render_bench
+
+        result: Any = asyncio.run(bench_bus(args.bus, args.messages))
+        render: Callable[[Any], str] = render_bench
+    else:
+        from agents.base import ModelConfig
+        from agents.llm.bench import bench_inference, render_inference_bench
+
+        result = bench_inference(ModelConfig(), agents=args.agents)
+        render = render_inference_bench
+    if args.json:
+        data = result if isinstance(result, dict) else result.as_dict()
+        print(json.dumps(data, indent=2))
+    else:
+        print(render(result))
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "validate": _validate, "run": _run, "agent": _agent, "replay": _replay, "bench": _bench,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    configure_logging(args.log_level, json=True if args.log_json else None)
+    try:
+        return COMMANDS[args.command](args)
+    except ScenarioError as error:
+        for problem in error.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

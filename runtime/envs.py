@@ -1,0 +1,204 @@
+"""Hosting PettingZoo environments, Parallel and AEC, behind one small interface.
+
+The Runner asks who acts now, what each of them observes (text for language agents,
+numbers for the rest, the action mask), and steps the environment with their actions.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import AECEnv, ParallelEnv
+from pydantic import JsonValue
+
+from protocols import Observation
+from runtime.scenario import EnvSpec
+
+
+class EnvError(ValueError):
+    """An environment the scenario names cannot be built or hosted."""
+
+
+class EnvHost(Protocol):
+    """What the Runner needs from an environment."""
+
+    possible_agents: list[str]
+
+    def reset(self, seed: int | None) -> None: ...
+    def acting(self) -> list[str]: ...
+    def observe(self, agent: str) -> Observation: ...
+    def step(self, actions: Mapping[str, int]) -> dict[str, float]: ...
+    def done(self) -> bool: ...
+    def success(self) -> bool | None: ...
+
+
+def to_json(value: Any) -> JsonValue:
+    """A numeric observation as JSON (floats rounded: the text is for people and models)."""
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return to_json(value.tolist())
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
+    if isinstance(value, np.generic):
+        return to_json(value.item())
+    if isinstance(value, float):
+        return round(value, 4)
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    return str(value)
+
+
+def _split_mask(raw: Any, info: Mapping[str, Any]) -> tuple[Any, list[bool] | None]:
+    """PettingZoo puts action masks in the observation dict or in infos."""
+    mask = info.get("action_mask")
+    if isinstance(raw, dict) and "action_mask" in raw:
+        mask = raw["action_mask"]
+        raw = raw.get("observation", raw)
+    return raw, None if mask is None else [bool(m) for m in np.asarray(mask).tolist()]
+
+
+class _Rendering:
+    """Text and action names: the env's own when it has them, generic otherwise."""
+
+    def __init__(self, env: Any) -> None:
+        self.env = env
+
+    def action_names(self, agent: str) -> list[str]:
+        if hasattr(self.env, "action_names"):
+            return list(self.env.action_names(agent))
+        space = self.env.action_space(agent)
+        if not isinstance(space, spaces.Discrete):
+            raise EnvError(f"agent {agent}: action space {space} is not Discrete")
+        return [f"action {i}" for i in range(int(space.n))]
+
+    def observation(self, agent: str, raw: Any, info: Mapping[str, Any]) -> Observation:
+        data, mask = _split_mask(raw, info)
+        numbers = to_json(data)
+        if hasattr(self.env, "text_observation"):
+            text = str(self.env.text_observation(agent))
+        else:
+            text = f"You are {agent}. Your observation: {numbers}"
+        return Observation(text=text, data=numbers, action_names=self.action_names(agent),
+                           action_mask=mask)
+
+
+class ParallelHost:
+    """Hosts a ParallelEnv: every live agent acts at every step."""
+
+    def __init__(self, env: ParallelEnv[Any, Any, Any], max_steps: int) -> None:
+        self.env, self.max_steps = env, max_steps
+        self.possible_agents = list(env.possible_agents)
+        self._render = _Rendering(env)
+        self._obs: dict[str, Any] = {}
+        self._infos: dict[str, Any] = {}
+        self._steps = 0
+
+    def reset(self, seed: int | None) -> None:
+        self._obs, self._infos = self.env.reset(seed=seed)
+        self._steps = 0
+
+    def acting(self) -> list[str]:
+        return [] if self.done() else list(self.env.agents)
+
+    def observe(self, agent: str) -> Observation:
+        return self._render.observation(agent, self._obs[agent], self._infos.get(agent, {}))
+
+    def step(self, actions: Mapping[str, int]) -> dict[str, float]:
+        self._obs, rewards, _, _, self._infos = self.env.step(dict(actions))
+        self._steps += 1
+        return {agent: float(r) for agent, r in rewards.items()}
+
+    def done(self) -> bool:
+        return not self.env.agents or self._steps >= self.max_steps
+
+    def success(self) -> bool | None:
+        flags = [info["success"] for info in self._infos.values() if "success" in info]
+        return all(flags) if flags else None
+
+
+class AECHost:
+    """Hosts an AECEnv: one agent acts at a time, in the env's turn order."""
+
+    def __init__(self, env: AECEnv[Any, Any, Any], max_steps: int) -> None:
+        self.env, self.max_steps = env, max_steps
+        self.possible_agents = list(env.possible_agents)
+        self._render = _Rendering(env)
+        self._steps = 0
+
+    def reset(self, seed: int | None) -> None:
+        self.env.reset(seed=seed)
+        self._steps = 0
+
+    def _skip_finished(self, rewards: dict[str, float]) -> None:
+        # AEC envs expect a None step from each agent that is done before it leaves.
+        while self.env.agents:
+            agent = self.env.agent_selection
+            if not (self.env.terminations[agent] or self.env.truncations[agent]):
+                return
+            self.env.step(None)
+            for name, r in self.env.rewards.items():
+                rewards[name] = rewards.get(name, 0.0) + float(r)
+
+    def acting(self) -> list[str]:
+        if self.done():
+            return []
+        self._skip_finished({})
+        return [self.env.agent_selection] if self.env.agents else []
+
+    def observe(self, agent: str) -> Observation:
+        return self._render.observation(agent, self.env.observe(agent), self.env.infos[agent])
+
+    def step(self, actions: Mapping[str, int]) -> dict[str, float]:
+        agent = self.env.agent_selection
+        self.env.step(actions[agent])
+        self._steps += 1
+        rewards = {name: float(r) for name, r in self.env.rewards.items()}
+        self._skip_finished(rewards)
+        return rewards
+
+    def done(self) -> bool:
+        return not self.env.agents or self._steps >= self.max_steps
+
+    def success(self) -> bool | None:
+        flags = [info["success"] for info in self.env.infos.values() if "success" in info]
+        return all(flags) if flags else None
+
+
+def _constructor(spec: EnvSpec) -> Callable[..., Any]:
+    if spec.game is not None:
+        from runtime.games import GAMES
+
+        if spec.game not in GAMES:
+            raise EnvError(f"unknown game {spec.game!r}; built-in games: {', '.join(GAMES)}")
+        return GAMES[spec.game]
+    assert spec.pettingzoo is not None
+    module_name, _, attr = spec.pettingzoo.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise EnvError(f"cannot import environment module {module_name!r}: {error}") from None
+    if attr:
+        return getattr(module, attr)  # type: ignore[no-any-return]
+    names = {"auto": ("parallel_env", "env"), "parallel": ("parallel_env",), "aec": ("env",)}
+    for name in names[spec.api]:
+        if hasattr(module, name):
+            return getattr(module, name)  # type: ignore[no-any-return]
+    raise EnvError(f"module {module_name!r} has no {' or '.join(names[spec.api])}()")
+
+
+def make_env(spec: EnvSpec) -> EnvHost:
+    """Build the scenario's environment and wrap it for the Runner."""
+    try:
+        env = _constructor(spec)(**spec.options)
+    except TypeError as error:
+        raise EnvError(f"env options: {error}") from None
+    if isinstance(env, ParallelEnv):
+        return ParallelHost(env, spec.max_steps)
+    if isinstance(env, AECEnv):
+        return AECHost(env, spec.max_steps)
+    raise EnvError(f"{type(env).__name__} is neither a PettingZoo ParallelEnv nor an AECEnv")

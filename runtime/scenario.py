@@ -1,0 +1,136 @@
+"""Scenario: one YAML file, loaded into typed models. Unknown keys are errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+
+from agents.base import ModelConfig, Route
+from protocols import BROADCAST, MessageSpec, SchemaRegistry
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class EnvSpec(Strict):
+    """The environment: a built-in text game or any PettingZoo environment."""
+
+    game: str | None = Field(default=None, description="Built-in game: referential, matrix, ...")
+    pettingzoo: str | None = Field(
+        default=None,
+        description="Module of a PettingZoo env, e.g. pettingzoo.classic.rps_v2 or "
+        "mpe2.simple_speaker_listener_v4; or module:callable.",
+    )
+    api: Literal["auto", "parallel", "aec"] = Field(
+        default="auto", description="Which PettingZoo API to host; auto prefers parallel_env."
+    )
+    options: dict[str, JsonValue] = Field(
+        default_factory=dict, description="Keyword arguments for the env constructor."
+    )
+    max_steps: int = Field(default=1000, ge=1, description="Truncate episodes after this many steps.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EnvSpec:
+        if (self.game is None) == (self.pettingzoo is None):
+            raise ValueError("give exactly one of 'game' or 'pettingzoo'")
+        return self
+
+
+class AgentSpec(Strict):
+    """One agent: its type (built-in name, entry point, or module:Class) and options."""
+
+    type: str = Field(description="scripted, random, llm, an entry point of 'parley.agents', "
+                      "or module:Class.")
+    options: dict[str, JsonValue] = Field(default_factory=dict, description="Passed to the agent.")
+    remote: bool = Field(
+        default=False, description="Runs in its own process (`parley agent`); the runner waits for it."
+    )
+
+
+class RouteSpec(Strict):
+    """Who may send which message to whom."""
+
+    sender: str = Field(alias="from")
+    recipient: str = Field(alias="to", description="An agent id, or `all`.")
+    message: str = Field(description="A message name declared under protocol.messages.")
+
+
+class ProtocolSpec(Strict):
+    """The message protocol: the schemas and the routes they may travel."""
+
+    messages: dict[str, MessageSpec] = Field(default_factory=dict)
+    routes: list[RouteSpec] = Field(default_factory=list)
+
+
+class RuntimeSpec(Strict):
+    """Timing and fallbacks of a run."""
+
+    action_timeout_s: float = Field(default=30.0, gt=0, description="Wait this long for an action.")
+    speak_timeout_s: float = Field(default=30.0, gt=0, description="Wait this long for speaking.")
+    remote_timeout_s: float = Field(default=60.0, gt=0, description="Wait for remote agents.")
+    default_action: int | None = Field(
+        default=None, ge=0, description="Action of a late or crashed agent; None: first legal."
+    )
+
+
+class TrainingSpec(Strict):
+    """Training settings; the trainer validates the PPO fields."""
+
+    algorithm: Literal["ppo"] = "ppo"
+    critic: Literal["central", "independent", "none"] = "central"
+    settings: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class Scenario(Strict):
+    """A whole scenario file."""
+
+    name: str = Field(pattern=r"^[\w.-]+$", description="Also the default run id on the bus.")
+    description: str = ""
+    seed: int = 0
+    episodes: int = Field(default=1, ge=1)
+    env: EnvSpec
+    agents: dict[str, AgentSpec]
+    protocol: ProtocolSpec = Field(default_factory=ProtocolSpec)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+    training: TrainingSpec | None = None
+
+    @model_validator(mode="after")
+    def _routes_known(self) -> Scenario:
+        for route in self.protocol.routes:
+            if route.sender not in self.agents:
+                raise ValueError(f"route from unknown agent {route.sender!r}")
+            if route.recipient != BROADCAST and route.recipient not in self.agents:
+                raise ValueError(f"route to unknown agent {route.recipient!r}")
+            if route.message not in self.protocol.messages:
+                raise ValueError(f"route uses undeclared message {route.message!r}")
+        return self
+
+    def registry(self) -> SchemaRegistry:
+        """The built-in message kinds plus this scenario's messages."""
+        return SchemaRegistry.from_specs(self.protocol.messages)
+
+    def routes_of(self, agent: str) -> list[Route]:
+        """The messages `agent` may send."""
+        specs = self.protocol.messages
+        return [
+            Route(route.recipient, f"{route.message}@{specs[route.message].version}")
+            for route in self.protocol.routes
+            if route.sender == agent
+        ]
+
+    def allows(self, sender: str, recipient: str, schema_id: str) -> bool:
+        """True when the protocol lets `sender` send `schema_id` to `recipient`."""
+        return any(
+            r.recipient == recipient and r.schema_id == schema_id for r in self.routes_of(sender)
+        )
+
+
+def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
+    """Load and validate a scenario file; ScenarioError lists every problem with its line."""
+    from runtime.scenario_yaml import load_yaml_model
+
+    return load_yaml_model(Path(path), Scenario, overrides)
