@@ -126,8 +126,9 @@ def _bench(args: argparse.Namespace) -> int:
         result: Any = asyncio.run(bench_bus(args.bus, args.messages))
         render: Callable[[Any], str] = render_bench
     else:
-        from agents.base import ModelConfig
         from agents.llm.bench import bench_inference, render_inference_bench
+
+        from agents.base import ModelConfig
 
         result = bench_inference(ModelConfig(), agents=args.agents)
         render = render_inference_bench

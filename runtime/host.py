@@ -15,6 +15,7 @@ from protocols import (
     Action,
     Control,
     Envelope,
+    Kind,
     MalformedEnvelope,
     Observation,
     Reward,
@@ -24,17 +25,21 @@ from runtime.bus import Bus, reject
 
 log = structlog.get_logger()
 
+BUILTIN_SCHEMAS: dict[str, str] = {
+    "observation": "Observation@1", "action": "Action@1", "reward": "Reward@1",
+    "episode_end": "EpisodeEnd@1", "control": "Control@1",
+}
+
 Allows = Callable[[str, str, str], bool]
 
 
 def envelope(bus: Bus, sender: str, recipient: str, episode: int, step: int,
              message: BaseModel, **extra: Any) -> Envelope:
     """Wrap a built-in message kind in an envelope of this run."""
-    kind = str(message.model_dump()["kind"])
-    schema = {"observation": "Observation@1", "action": "Action@1", "reward": "Reward@1",
-              "episode_end": "EpisodeEnd@1", "control": "Control@1"}[kind]
+    kind: Kind = getattr(message, "kind")  # noqa: B009 - every built-in kind has one
     return Envelope(run=bus.run, episode=episode, step=step, sender=sender, recipient=recipient,
-                    kind=kind, schema=schema, payload=message.model_dump(mode="json"), **extra)
+                    kind=kind, schema=BUILTIN_SCHEMAS[kind],
+                    payload=message.model_dump(mode="json"), **extra)
 
 
 class AgentHost:

@@ -30,7 +30,7 @@ class EnvSpec(Strict):
     options: dict[str, JsonValue] = Field(
         default_factory=dict, description="Keyword arguments for the env constructor."
     )
-    max_steps: int = Field(default=1000, ge=1, description="Truncate episodes after this many steps.")
+    max_steps: int = Field(default=1000, ge=1, description="Truncate episodes after this many.")
 
     @model_validator(mode="after")
     def _one_source(self) -> EnvSpec:
@@ -46,7 +46,7 @@ class AgentSpec(Strict):
                       "or module:Class.")
     options: dict[str, JsonValue] = Field(default_factory=dict, description="Passed to the agent.")
     remote: bool = Field(
-        default=False, description="Runs in its own process (`parley agent`); the runner waits for it."
+        default=False, description="Runs in its own process (`parley agent`); the runner waits."
     )
 
 

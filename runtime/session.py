@@ -35,7 +35,8 @@ def open_bus(url: str, run: str, registry: SchemaRegistry, presence: str | None 
     if url.startswith(("mqtt://", "mqtts://")):
         from runtime.mqtt_bus import MqttBus
 
-        return MqttBus(run, url, registry, presence=presence)
+        bus: Bus = MqttBus(run, url, registry, presence=presence)
+        return bus
     raise ValueError(f"--bus {url!r}: use memory or mqtt://HOST:PORT")
 
 
