@@ -1,0 +1,240 @@
+"""Referential game: a speaker describes a target object, a listener picks it out.
+
+The message travels on the bus, never through the environment: the listener's
+observation holds the objects (in its own shuffled order) and nothing about
+which one is the target.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, ClassVar
+
+import gymnasium
+import numpy as np
+import structlog
+from pettingzoo import ParallelEnv
+from pydantic import Field, field_validator, model_validator
+
+from runtime.games.text import (
+    FloatArray,
+    GameOptions,
+    StepResult,
+    join_words,
+    one_hot,
+    parse_options,
+)
+
+log = structlog.get_logger()
+
+SPEAKER = "speaker"
+LISTENER = "listener"
+
+# Adjectives in the order English puts them: "small red circle".
+BUILTIN_ATTRIBUTES: dict[str, list[str]] = {
+    "size": ["small", "large"],
+    "colour": ["red", "blue", "green", "yellow", "purple"],
+    "shape": ["circle", "square", "triangle", "star"],
+}
+
+Obj = tuple[int, ...]
+
+
+class ReferentialOptions(GameOptions):
+    """Options of the referential game (YAML `options:`)."""
+
+    num_objects: int = Field(default=3, ge=2, le=10, description="Objects per round, K.")
+    attributes: dict[str, list[str]] = Field(
+        default_factory=lambda: {k: BUILTIN_ATTRIBUTES[k] for k in ("colour", "shape")},
+        description="Attributes describing an object: names of built-ins (size, colour, "
+        "shape) or a mapping name -> values, in the order words are written.",
+    )
+    distractor_similarity: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Chance that a distractor differs from the target in one attribute "
+        "only, so that only a precise description tells them apart.",
+    )
+    rounds: int = Field(default=1, ge=1, description="Rounds (steps) per episode.")
+    reward_correct: float = Field(default=1.0, description="Team reward for a correct pick.")
+    reward_wrong: float = Field(default=0.0, description="Team reward for a wrong pick.")
+
+    @field_validator("attributes", mode="before")
+    @classmethod
+    def _builtin_names(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        unknown = [name for name in value if name not in BUILTIN_ATTRIBUTES]
+        if unknown:
+            raise ValueError(f"unknown attributes {unknown}; built-ins: {list(BUILTIN_ATTRIBUTES)}")
+        return {name: BUILTIN_ATTRIBUTES[name] for name in BUILTIN_ATTRIBUTES if name in value}
+
+    @model_validator(mode="after")
+    def _check_vocabulary(self) -> ReferentialOptions:
+        words = [word for values in self.attributes.values() for word in values]
+        if not self.attributes or any(len(v) < 2 for v in self.attributes.values()):
+            raise ValueError("need at least one attribute, each with at least two values")
+        if len(set(words)) != len(words) or not all(w.strip() for w in words):
+            raise ValueError("attribute values must be non-empty and distinct across attributes")
+        distinct = int(np.prod([len(v) for v in self.attributes.values()]))
+        if self.num_objects > distinct:
+            raise ValueError(f"num_objects={self.num_objects} > {distinct} distinct objects")
+        return self
+
+
+class ReferentialGame(ParallelEnv):  # type: ignore[misc]  # pettingzoo ships no type hints
+    """Speaker sees the target among K objects; listener picks it from its own view.
+
+    Team reward: both agents get `reward_correct` when the listener picks the
+    target, `reward_wrong` otherwise. One step per round, `rounds` per episode.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"name": "parley_referential_v0", "render_modes": []}
+
+    def __init__(self, **options: Any) -> None:
+        self.options = parse_options(ReferentialOptions, "referential", options)
+        self.possible_agents = [SPEAKER, LISTENER]
+        self.agents: list[str] = []
+        self._values = list(self.options.attributes.values())
+        self._width = sum(len(v) for v in self._values)
+        k = self.options.num_objects
+        self._spaces = {
+            SPEAKER: (self._box((k + 1) * self._width), gymnasium.spaces.Discrete(1)),
+            LISTENER: (self._box(k * self._width), gymnasium.spaces.Discrete(k)),
+        }
+        self._rng = np.random.default_rng()
+        self._objects: list[Obj] = []  # speaker's order
+        self._target = 0  # index into self._objects
+        self._listener_order: list[int] = []  # listener position -> speaker index
+        self._round = 0
+        self._correct = 0
+
+    @staticmethod
+    def _box(size: int) -> gymnasium.spaces.Box:
+        return gymnasium.spaces.Box(0.0, 1.0, shape=(size,), dtype=np.float32)
+
+    def observation_space(self, agent: str) -> gymnasium.spaces.Space[Any]:
+        """The agent's Box; always the same object, as PettingZoo's API test demands."""
+        return self._spaces[agent][0]
+
+    def action_space(self, agent: str) -> gymnasium.spaces.Space[Any]:
+        """Discrete(1) (`done`) for the speaker, Discrete(K) for the listener."""
+        return self._spaces[agent][1]
+
+    def reset(
+        self, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, FloatArray], dict[str, dict[str, Any]]]:
+        """Start an episode; the same seed draws the same objects, targets and orders."""
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+            for index, agent in enumerate(self.possible_agents):
+                self.action_space(agent).seed(seed + index)
+        self.agents = list(self.possible_agents)
+        self._round = 0
+        self._correct = 0
+        self._draw_round()
+        return self._observations(), {agent: {} for agent in self.agents}
+
+    def step(self, actions: dict[str, int]) -> StepResult:
+        """Score the listener's pick; draw the next round or end the episode."""
+        if not self.agents:
+            raise RuntimeError("step() called on a finished episode; call reset() first")
+        k = self.options.num_objects
+        pick = int(actions[LISTENER]) if LISTENER in actions else None  # none: a wrong pick
+        if pick is not None and not 0 <= pick < k:
+            raise ValueError(f"listener action {pick} is outside Discrete({k})")
+        correct = pick is not None and self._listener_order[pick] == self._target
+        self._correct += int(correct)
+        self._round += 1
+        reward = self.options.reward_correct if correct else self.options.reward_wrong
+        done = self._round >= self.options.rounds
+        info: dict[str, Any] = {"correct": correct, "round": self._round}
+        if done:
+            info["success"] = self._correct == self.options.rounds
+            info["success_rate"] = self._correct / self.options.rounds
+            log.debug("referential_episode_end", correct=self._correct, rounds=self._round)
+        else:
+            self._draw_round()
+        agents = self.agents
+        observations = self._observations()
+        if done:
+            self.agents = []
+        return (
+            observations,
+            dict.fromkeys(agents, reward),
+            dict.fromkeys(agents, done),
+            dict.fromkeys(agents, False),
+            {agent: dict(info) for agent in agents},
+        )
+
+    def action_names(self, agent: str) -> list[str]:
+        """`done` for the speaker; for the listener, object descriptions in its own order."""
+        if agent == SPEAKER:
+            return ["done"]
+        self._check_agent(agent)
+        return [self.describe(self._objects[i]) for i in self._listener_order]
+
+    def text_observation(self, agent: str) -> str:
+        """What the agent sees, in words; the listener's never tells the target apart."""
+        self._check_agent(agent)
+        header = (
+            f"Round {self._round + 1} of {self.options.rounds}. " if self.options.rounds > 1 else ""
+        )
+        if agent == SPEAKER:
+            listing = join_words([self.describe(obj) for obj in self._objects])
+            return (
+                f"{header}You are the speaker in a reference game. There are "
+                f"{len(self._objects)} objects: {listing}. Your target is the "
+                f"{self.describe(self._objects[self._target])}. The listener sees the same objects "
+                "in another order, does not know which one is the target, and must pick it from "
+                "your message. Describe the target so it cannot be mistaken for the others."
+            )
+        listing = join_words(self.action_names(LISTENER))
+        return (
+            f"{header}You are the listener in a reference game. There are "
+            f"{len(self._objects)} objects: {listing}. The speaker knows which one is the target "
+            "and describes it in a message to you. Pick the object the speaker means."
+        )
+
+    def observation(self, agent: str) -> FloatArray:
+        """Numeric view: one-hot attributes; the speaker's starts with the target."""
+        self._check_agent(agent)
+        if agent == SPEAKER:
+            objects = [self._objects[self._target], *self._objects]
+        else:
+            objects = [self._objects[i] for i in self._listener_order]
+        return np.concatenate([self._encode(obj) for obj in objects])
+
+    def describe(self, obj: Obj) -> str:
+        """Words for one object, e.g. `small red circle`."""
+        return " ".join(values[i] for values, i in zip(self._values, obj, strict=True))
+
+    def _observations(self) -> dict[str, FloatArray]:
+        return {agent: self.observation(agent) for agent in self.agents}
+
+    def _encode(self, obj: Obj) -> FloatArray:
+        return np.concatenate(
+            [one_hot(i, len(values)) for values, i in zip(self._values, obj, strict=True)]
+        )
+
+    def _check_agent(self, agent: str) -> None:
+        if agent not in self.possible_agents:
+            raise KeyError(f"unknown agent {agent!r}; agents: {self.possible_agents}")
+
+    def _draw_round(self) -> None:
+        """Pick a target and K-1 distinct distractors; shuffle both agents' views apart."""
+        everything: list[Obj] = list(itertools.product(*(range(len(v)) for v in self._values)))
+        target = everything[int(self._rng.integers(len(everything)))]
+        near = [o for o in everything if sum(a != b for a, b in zip(o, target, strict=True)) == 1]
+        far = [o for o in everything if o != target and o not in near]
+        distractors: list[Obj] = []
+        for _ in range(self.options.num_objects - 1):
+            wants_near = self._rng.random() < self.options.distractor_similarity
+            pool = near if (wants_near and near) or not far else far
+            distractors.append(pool.pop(int(self._rng.integers(len(pool)))))
+        objects = [target, *distractors]
+        speaker_order = [int(i) for i in self._rng.permutation(len(objects))]
+        self._objects = [objects[i] for i in speaker_order]
+        self._target = speaker_order.index(0)
+        self._listener_order = [int(i) for i in self._rng.permutation(len(objects))]
