@@ -1,0 +1,127 @@
+"""PPOConfig: every knob of CTDE PPO, declared once as data.
+
+Names follow CleanRL's `Args` where one exists (`gamma`, `gae_lambda`,
+`clip_coef`, `max_grad_norm`, ...), so the loss and the loop read like
+`cleanrl/ppo.py`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+CriticKind = Literal["central", "independent", "none"]
+
+
+class PPOConfig(BaseModel):
+    """Hyper-parameters of one CTDE PPO training run."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Returns and advantages.
+    gamma: float = Field(default=0.99, ge=0.0, le=1.0, description="Discount factor.")
+    gae_lambda: float = Field(
+        default=0.95,
+        ge=0.0,
+        le=1.0,
+        description="GAE lambda: 0 is one-step TD, 1 is Monte-Carlo returns minus the value.",
+    )
+    normalise_advantages: bool = Field(
+        default=True,
+        description="Standardise advantages (zero mean, unit std) per minibatch before the "
+        "surrogate, as CleanRL's `norm_adv`.",
+    )
+
+    # The loss.
+    clip_coef: float = Field(
+        default=0.2, gt=0.0, description="Surrogate clipping: ratios outside 1 ± clip_coef."
+    )
+    clip_value: bool = Field(
+        default=True,
+        description="Clip the value update around the rollout-time value (CleanRL `clip_vloss`).",
+    )
+    value_clip_coef: float = Field(
+        default=0.2,
+        gt=0.0,
+        description="How far a new value may move from the rollout-time value when clip_value.",
+    )
+    value_coef: float = Field(default=0.5, ge=0.0, description="Weight of the value loss.")
+    entropy_coef: float = Field(
+        default=0.01,
+        ge=0.0,
+        description="Weight of the entropy bonus; the untrained model's choices are very "
+        "peaked, so exploration needs it.",
+    )
+    kl_coef: float = Field(
+        default=0.05,
+        ge=0.0,
+        description="Weight of the KL penalty to the reference policy (the base model with "
+        "the LoRA adapter off); keeps messages in language the base model would write.",
+    )
+
+    # The optimisation.
+    epochs: int = Field(default=4, ge=1, description="Passes over each iteration's batch.")
+    minibatches: int = Field(default=4, ge=1, description="Minibatches per epoch.")
+    max_grad_norm: float = Field(
+        default=0.5, gt=0.0, description="Global gradient-norm clip, per optimiser step."
+    )
+    actor_lr: float = Field(default=1e-4, gt=0.0, description="Adam learning rate of the policy.")
+    critic_lr: float = Field(default=5e-4, gt=0.0, description="Adam learning rate of the critic.")
+
+    # The run.
+    episodes_per_iteration: int = Field(
+        default=16, ge=1, description="Episodes collected before each PPO update."
+    )
+    iterations: int = Field(default=50, ge=1, description="Collect-then-update iterations.")
+    critic: CriticKind = Field(
+        default="central",
+        description="central: one critic reads the joint view of the step (CTDE, MAPPO); "
+        "independent: each agent's critic reads its own view (IPPO); none: no critic, "
+        "advantages are returns (REINFORCE-style).",
+    )
+    lora_rank: int = Field(default=8, ge=1, description="Rank r of each LoRA adapter.")
+    lora_alpha: float = Field(
+        default=16.0, gt=0.0, description="LoRA alpha; the update is scaled by alpha / rank."
+    )
+    shared_policy: bool = Field(
+        default=False,
+        description="All agents share one adapter (parameter sharing) instead of one each.",
+    )
+    seed: int = Field(default=0, description="Seed for torch, numpy and environment resets.")
+
+    @model_validator(mode="after")
+    def _minibatches_fit(self) -> PPOConfig:
+        # Each episode gives at least one sample, so this keeps every minibatch non-empty.
+        if self.minibatches > self.episodes_per_iteration:
+            raise ValueError(
+                f"minibatches ({self.minibatches}) exceeds episodes_per_iteration "
+                f"({self.episodes_per_iteration}): some minibatches would be empty"
+            )
+        return self
+
+    @property
+    def total_episodes(self) -> int:
+        """Episodes collected over the whole run."""
+        return self.episodes_per_iteration * self.iterations
+
+    @property
+    def lora_scaling(self) -> float:
+        """The factor LoRA multiplies its low-rank update by (alpha / rank)."""
+        return self.lora_alpha / self.lora_rank
+
+    @property
+    def uses_critic(self) -> bool:
+        """Whether a value function is trained at all."""
+        return self.critic != "none"
+
+    def minibatch_size(self, batch_size: int) -> int:
+        """Samples per minibatch for a batch of `batch_size` samples.
+
+        Rounds up, so that `minibatches` slices cover the batch and no sample is dropped
+        (the last minibatch may be smaller).
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        return math.ceil(batch_size / self.minibatches)
