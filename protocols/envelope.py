@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
@@ -30,6 +31,11 @@ class PolicyTrace(BaseModel):
     )
     legal: list[int] | None = Field(default=None, description="Legal action set, for actions.")
     temperature: float = 1.0
+    top_p: float = 1.0
+    epsilon: float = Field(default=0.0, description="Epsilon-greedy mix over the legal set.")
+    policy: Literal["sample", "ucb"] = Field(
+        default="sample", description="ucb: chosen by UCB statistics, not by the model."
+    )
     adapter: str | None = None
 
 

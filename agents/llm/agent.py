@@ -1,0 +1,346 @@
+"""LLMAgent: a language model that writes schema-valid messages and picks legal actions.
+
+Messages are decoded under the JSON Schema of their route, then parsed and
+validated with pydantic (validators included); an invalid message is re-asked
+with the error fed back, a bounded number of times, then dropped and counted.
+Actions are sampled from an exact distribution over the legal set (see
+`agents.llm.actions`), and every model output carries a `PolicyTrace` with the
+log-probs of the distribution it was actually drawn from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import structlog
+import torch
+from peft import PeftModel
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+from agents.base import AgentContext, Choice, Route, Utterance
+from agents.llm import prompts
+from agents.llm.actions import action_distribution, action_options
+from agents.llm.adapters import ensure_adapters
+from agents.llm.engine import Generation, GenerationRequest, InferenceEngine, get_engine
+from agents.llm.exploration import UCBStats, mix_uniform, one_hot, sample_index
+from protocols import Envelope, Observation, PolicyTrace
+
+log = structlog.get_logger()
+
+UCB_DEFAULT_C = math.sqrt(2.0)
+_TEMPLATE_FIELDS = {
+    "system_prompt": prompts.SYSTEM_FIELDS,
+    "turn_template": prompts.TURN_FIELDS,
+    "message_template": prompts.MESSAGE_FIELDS,
+    "action_template": prompts.ACTION_FIELDS,
+}
+
+
+class LLMAgentOptions(BaseModel):
+    """Options of `type: llm` (the `options:` mapping of an agent in a scenario)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    system_prompt: str = Field(
+        default=prompts.DEFAULT_SYSTEM_PROMPT,
+        description="System prompt; may use {agent}. Write literal braces as {{ and }}.",
+    )
+    turn_template: str = Field(
+        default=prompts.DEFAULT_TURN_TEMPLATE,
+        description="The agent's view of a step; placeholders {observation}, {inbox}, "
+        "{actions} (legal action names) and {agent}.",
+    )
+    message_template: str = Field(
+        default=prompts.DEFAULT_MESSAGE_TEMPLATE,
+        description="Message-phase instruction after the turn; placeholders {recipient}, "
+        "{schema} (JSON Schema), {schema_name} and {agent}.",
+    )
+    action_template: str = Field(
+        default=prompts.DEFAULT_ACTION_TEMPLATE,
+        description="Action-phase instruction after the turn; placeholders {actions}, {agent}.",
+    )
+    max_message_tokens: int = Field(
+        default=96, ge=1, description="Most tokens one message may take; longer ones are cut "
+        "off and re-asked."
+    )
+    temperature: float = Field(
+        default=1.0, ge=0.0, description="Sampling temperature of messages; 0 = greedy."
+    )
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="Nucleus sampling of messages.")
+    action_temperature: float = Field(
+        default=1.0, ge=0.0,
+        description="Temperature of the softmax over legal actions' scores; 0 = greedy.",
+    )
+    epsilon: float = Field(
+        default=0.0, ge=0.0, le=1.0,
+        description="Epsilon-greedy: weight of the uniform distribution over legal actions.",
+    )
+    ucb: bool | float = Field(
+        default=False,
+        description="UCB1 over actions for repeated games: false (off), true (c = sqrt 2) "
+        "or the exploration coefficient c >= 0. Replaces the softmax by the argmax of the "
+        "UCB score (still mixed with epsilon).",
+    )
+    reask_limit: int = Field(
+        default=2, ge=0, description="Re-asks (error fed back) before an invalid message is "
+        "dropped and counted as rejected."
+    )
+    adapter: str | None = Field(
+        default=None, description="Name of the LoRA adapter this agent plays with (agents may "
+        "share one); None = the base model."
+    )
+
+    @field_validator("ucb")
+    @classmethod
+    def _ucb_non_negative(cls, value: bool | float) -> bool | float:
+        if not isinstance(value, bool) and value < 0:
+            raise ValueError("ucb coefficient must be >= 0")
+        return value
+
+    @field_validator("system_prompt", "turn_template", "message_template", "action_template")
+    @classmethod
+    def _known_placeholders(cls, value: str, info: ValidationInfo) -> str:
+        assert info.field_name is not None
+        return prompts.check_template(value, _TEMPLATE_FIELDS[info.field_name])
+
+    @property
+    def ucb_c(self) -> float | None:
+        """The UCB coefficient, or None when UCB is off."""
+        if isinstance(self.ucb, bool):
+            return UCB_DEFAULT_C if self.ucb else None
+        return float(self.ucb)
+
+
+@dataclass
+class LLMStats:
+    """Counters of one agent's model use.
+
+    Attributes:
+        calls: model calls (each message attempt, each scored action).
+        tokens_in: prompt tokens read (plus option tokens when scoring actions).
+        tokens_out: tokens generated.
+        valid: messages that parsed and validated.
+        reasked: re-asks after an invalid message.
+        rejected: messages dropped after the last re-ask.
+    """
+
+    calls: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    valid: int = 0
+    reasked: int = 0
+    rejected: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class LLMAgent:
+    """An agent whose messages and actions come from a (LoRA-adapted) language model."""
+
+    def __init__(self, context: AgentContext, engine: InferenceEngine | None = None) -> None:
+        """Build from the runtime's context; `engine` overrides the process-wide one."""
+        self.name = context.name
+        self.options = LLMAgentOptions.model_validate(dict(context.options))
+        self.llm_stats = LLMStats()
+        self._context = context
+        self._engine = engine
+        self._engine_checked = False
+        self._rng = random.Random(context.seed)
+        self._ucb = UCBStats()
+        self._last_action: int | None = None
+        self._system = self.options.system_prompt.format_map({"agent": self.name})
+
+    @property
+    def engine(self) -> InferenceEngine:
+        """The inference engine, its adapters loaded and this agent's adapter checked."""
+        if self._engine is None:
+            self._engine = get_engine(self._context.model)
+        if not self._engine_checked:
+            if self._context.adapters_dir is not None:
+                ensure_adapters(self._engine, self._context.adapters_dir)
+            self._check_adapter(self._engine)
+            self._engine_checked = True
+        return self._engine
+
+    def _check_adapter(self, engine: InferenceEngine) -> None:
+        adapter = self.options.adapter
+        if adapter is None:
+            return
+        model = engine.model
+        if not isinstance(model, PeftModel) or adapter not in model.peft_config:
+            have = sorted(model.peft_config) if isinstance(model, PeftModel) else []
+            raise ValueError(
+                f"agent {self.name}: adapter {adapter!r} is not loaded (have {have}); "
+                "give an adapters folder that holds it"
+            )
+
+    def observe_reward(self, reward: float) -> None:
+        """Credit the last action with `reward` (UCB statistics)."""
+        if self._last_action is not None:
+            self._ucb.update(self._last_action, reward)
+            self._last_action = None
+
+    async def speak(self, observation: Observation, inbox: Sequence[Envelope]) -> list[Utterance]:
+        """One schema-valid message per route, or none for a route that failed validation."""
+        if not self._context.routes:
+            return []
+        engine = self.engine
+        turn = self._turn(observation, inbox)
+        # Seeds are drawn before the concurrent writes so the outcome does not
+        # depend on how the engine interleaves them.
+        seeds = [self._rng.getrandbits(31) for _ in self._context.routes]
+        written = await asyncio.gather(
+            *(self._write(engine, route, turn, seed)
+              for route, seed in zip(self._context.routes, seeds, strict=True))
+        )
+        return [utterance for utterance in written if utterance is not None]
+
+    def _turn(self, observation: Observation, inbox: Sequence[Envelope]) -> str:
+        return prompts.render_turn(
+            self.options.turn_template, agent=self.name, observation=observation, inbox=inbox
+        )
+
+    async def _write(
+        self, engine: InferenceEngine, route: Route, turn: str, seed: int
+    ) -> Utterance | None:
+        """Write one message for `route`, re-asking on invalid output."""
+        schema = self._context.registry.json_schema(route.schema_id)
+        constraint = json.dumps(schema)
+        instruction = prompts.render_message_instruction(
+            self.options.message_template, agent=self.name, recipient=route.recipient,
+            schema_id=route.schema_id, schema=schema,
+        )
+        messages = prompts.conversation(self._system, f"{turn}\n\n{instruction}")
+        for attempt in range(self.options.reask_limit + 1):
+            prompt_ids = prompts.chat_prompt_ids(engine.tokenizer, messages)
+            start = time.perf_counter()
+            request = self._request(prompt_ids, constraint, seed + attempt)
+            generation = await engine.generate(request)
+            payload, error = self._parse(route.schema_id, generation)
+            self._record_call("speak", len(prompt_ids), len(generation.token_ids), start,
+                              error is None)
+            if payload is not None:
+                self.llm_stats.valid += 1
+                trace = PolicyTrace(
+                    prompt_ids=prompt_ids, token_ids=generation.token_ids,
+                    logprobs=generation.logprobs, constraint=constraint,
+                    temperature=self.options.temperature, top_p=self.options.top_p,
+                    adapter=self.options.adapter,
+                )
+                return Utterance(route.recipient, route.schema_id, payload, trace)
+            if attempt < self.options.reask_limit:
+                self.llm_stats.reasked += 1
+                messages = [
+                    *messages,
+                    {"role": "assistant", "content": generation.text},
+                    {"role": "user", "content": prompts.REASK_TEMPLATE.format(error=error)},
+                ]
+        self.llm_stats.rejected += 1
+        log.warning("llm_message_rejected", agent=self.name, recipient=route.recipient,
+                    schema=route.schema_id, error=error)
+        return None
+
+    def _request(self, prompt_ids: list[int], constraint: str, seed: int) -> GenerationRequest:
+        return GenerationRequest(
+            prompt_ids=prompt_ids, max_new_tokens=self.options.max_message_tokens,
+            temperature=self.options.temperature, top_p=self.options.top_p,
+            json_schema=constraint, adapter=self.options.adapter, seed=seed % 2**31,
+        )
+
+    def _parse(
+        self, schema_id: str, generation: Generation
+    ) -> tuple[dict[str, JsonValue] | None, str | None]:
+        """The payload if the text is a valid message, else the error to feed back."""
+        if not generation.finished:
+            return None, (f"the JSON was cut off after {len(generation.token_ids)} tokens; "
+                          "write a shorter message")
+        try:
+            parsed = json.loads(generation.text)
+        except json.JSONDecodeError as error:
+            return None, f"not valid JSON ({error.msg} at position {error.pos})"
+        if not isinstance(parsed, dict):
+            return None, "the message must be a JSON object"
+        try:
+            self._context.registry.validate(schema_id, parsed)
+        except ValidationError as error:
+            return None, _describe(error)
+        return parsed, None
+
+    async def act(self, observation: Observation, inbox: Sequence[Envelope]) -> Choice:
+        """Sample a legal action from the exact (tempered, epsilon-mixed or UCB) distribution."""
+        legal = observation.legal_actions
+        if not legal:
+            raise ValueError(f"agent {self.name}: no legal action to choose from")
+        engine = self.engine
+        instruction = prompts.render_action_instruction(
+            self.options.action_template, agent=self.name, observation=observation
+        )
+        messages = prompts.conversation(
+            self._system, f"{self._turn(observation, inbox)}\n\n{instruction}"
+        )
+        prompt_ids = prompts.chat_prompt_ids(engine.tokenizer, messages)
+        options = action_options(engine.tokenizer, observation.action_names, legal)
+        probs = await self._action_probs(engine, prompt_ids, options, legal)
+        index = sample_index(probs, self._rng)
+        self._last_action = legal[index]
+        trace = PolicyTrace(
+            prompt_ids=prompt_ids, token_ids=options[index],
+            logprobs=[float(torch.log(probs[index]))], legal=legal,
+            temperature=self.options.action_temperature, epsilon=self.options.epsilon,
+            policy="sample" if self.options.ucb_c is None else "ucb", adapter=self.options.adapter,
+        )
+        return Choice(legal[index], trace)
+
+    async def _action_probs(
+        self, engine: InferenceEngine, prompt_ids: list[int], options: list[list[int]],
+        legal: list[int],
+    ) -> torch.Tensor:
+        """The distribution the action is sampled from, over positions in `legal`."""
+        if len(legal) == 1:
+            return one_hot(0, 1)  # nothing to choose: no model call, log-prob 0
+        start = time.perf_counter()
+        scores = await engine.score_options(prompt_ids, options, adapter=self.options.adapter)
+        self._record_call("act", len(prompt_ids) + sum(map(len, options)), 0, start, True)
+        c = self.options.ucb_c
+        if c is None:
+            return action_distribution(scores, self.options.action_temperature,
+                                       self.options.epsilon)
+        # UCB: all mass on the argmax of the UCB score (ties to the model's
+        # preference), then the epsilon mixture; deterministic when epsilon = 0.
+        best = self._ucb.choose(legal, c, tie_break=scores)
+        return mix_uniform(one_hot(best, len(legal)), self.options.epsilon)
+
+    def _record_call(
+        self, phase: str, tokens_in: int, tokens_out: int, start: float, valid: bool
+    ) -> None:
+        self.llm_stats.calls += 1
+        self.llm_stats.tokens_in += tokens_in
+        self.llm_stats.tokens_out += tokens_out
+        latency_ms = round((time.perf_counter() - start) * 1000.0, 1)
+        log.debug("llm_call", agent=self.name, phase=phase, tokens_in=tokens_in,
+                  tokens_out=tokens_out, latency_ms=latency_ms, valid=valid)
+
+
+def _describe(error: ValidationError, limit: int = 3) -> str:
+    """The first few validation errors as `field: message` for the re-ask prompt."""
+    parts = []
+    for item in error.errors()[:limit]:
+        where = ".".join(str(part) for part in item["loc"]) or "message"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+

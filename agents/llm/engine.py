@@ -1,0 +1,355 @@
+"""The batched InferenceEngine: one model per process, shared by every LLM agent.
+
+Agents await `generate` and `score_options` concurrently; a background task
+gathers what is pending for a short window (or until `max_batch`) and runs it
+as one batch in a worker thread, so the event loop (and the bus) stay live.
+Generation uses left padding and incremental decoding with a KV cache; rows
+that finish leave the batch (no more compute), and every caller resumes when
+its batch ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+import torch
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from agents.base import ModelConfig
+from agents.llm.adapters import adapter_scope
+from agents.llm.decoding import GenerationRow, decode_rows, score_rows
+from agents.llm.grammar import SchemaGrammar, schema_grammar
+from agents.llm.loading import load_model
+from agents.llm.sampling import logits_width, sequence_logprobs, stop_token_ids
+
+__all__ = [
+    "EngineStats",
+    "Generation",
+    "GenerationRequest",
+    "InferenceEngine",
+    "get_engine",
+    "sequence_logprobs",
+]
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One completion to sample.
+
+    Attributes:
+        prompt_ids: the prompt's token ids (chat template already applied).
+        max_new_tokens: length limit, stop token included.
+        temperature: 0 means greedy.
+        top_p: nucleus mass; 1 disables top-p.
+        json_schema: a JSON Schema string the output must follow (xgrammar).
+        adapter: name of a LoRA adapter of the engine's PeftModel; None: base model.
+        seed: seed of this request's sampler (random when None).
+    """
+
+    prompt_ids: list[int]
+    max_new_tokens: int = 64
+    temperature: float = 1.0
+    top_p: float = 1.0
+    json_schema: str | None = None
+    adapter: str | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What the model produced for one request.
+
+    Attributes:
+        token_ids: generated tokens, without the prompt. A stop token (EOS) that
+            ended the generation IS included, so that stopping is an action with
+            its own log-prob; `text` leaves it out.
+        logprobs: log-prob of each token under the distribution it was drawn from:
+            after the schema mask, temperature and top-p. For temperature 0
+            (greedy) they are those of temperature 1.
+        text: the decoded tokens, special tokens skipped.
+        finished: True when stopped by a stop token or a completed schema, False
+            when cut by `max_new_tokens`.
+    """
+
+    token_ids: list[int]
+    logprobs: list[float]
+    text: str
+    finished: bool
+
+
+@dataclass
+class EngineStats:
+    """Running counters of an engine."""
+
+    calls: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    batches: int = 0
+
+
+@dataclass(frozen=True)
+class _ScoreWork:
+    prompt_ids: list[int]
+    options: list[list[int]]
+    adapter: str | None
+
+
+@dataclass
+class _Job:
+    work: GenerationRequest | _ScoreWork
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop = field(repr=False)
+    value: Any = None
+    error: BaseException | None = None
+
+    def deliver(self) -> None:
+        """Hand the outcome to the waiting coroutine (called from the worker thread)."""
+        value = self.value
+        error = self.error
+        if value is None and error is None:
+            error = RuntimeError("the engine produced no result for this request")
+
+        def settle() -> None:
+            if self.future.done():  # the caller was cancelled
+                return
+            if error is not None:
+                self.future.set_exception(error)
+            else:
+                self.future.set_result(value)
+
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            self.loop.call_soon_threadsafe(settle)
+
+
+class InferenceEngine:
+    """Batches the model calls of many concurrent agents.
+
+    Args:
+        model: a causal LM, or a peft `PeftModel` holding named adapters.
+        tokenizer: its tokenizer (pad token set).
+        max_batch: most requests in one batch.
+        batch_window_s: how long the first pending request waits for company.
+        seed: seed for requests that bring none.
+        ignore_eos: for benchmarks: unconstrained requests run to `max_new_tokens`.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        max_batch: int = 32,
+        batch_window_s: float = 0.005,
+        seed: int | None = None,
+        ignore_eos: bool = False,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_batch = max_batch
+        self.batch_window_s = batch_window_s
+        self.stats = EngineStats()
+        self.stop_ids = stop_token_ids(model, tokenizer)
+        self.ignore_eos = ignore_eos
+        self.vocab_size = logits_width(model)
+        self._rng = random.Random(seed)
+        self._pending: list[_Job] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wakeup = asyncio.Event()
+        self._model_lock = threading.Lock()
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's weights live."""
+        return next(self.model.parameters()).device
+
+    async def generate(self, request: GenerationRequest) -> Generation:
+        """Sample one completion, batched with whatever else is pending."""
+        if not request.prompt_ids or request.max_new_tokens < 1:
+            raise ValueError("generate needs a non-empty prompt and max_new_tokens >= 1")
+        self._check_ids(request.prompt_ids)
+        if request.json_schema is not None:
+            # Compile here (once per schema, ~1 ms) so that a bad schema fails its
+            # own caller, not the batch it would have joined.
+            self._grammar().compiled(request.json_schema)
+        result: Generation = await self._submit(request)
+        return result
+
+    async def score_options(
+        self, prompt_ids: list[int], options: list[list[int]], adapter: str | None = None
+    ) -> list[float]:
+        """Total log-likelihood of each option's tokens as the continuation of the prompt.
+
+        The prompt runs once; its KV cache is shared by all options (and batched
+        with other callers' prompts).
+        """
+        if not prompt_ids or not options or not all(options):
+            raise ValueError("score_options needs a prompt and non-empty options")
+        self._check_ids(prompt_ids)
+        for option in options:
+            self._check_ids(option)
+        result: list[float] = await self._submit(_ScoreWork(prompt_ids, options, adapter))
+        return result
+
+    async def aclose(self) -> None:
+        """Stop the background batching task of the current event loop."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def _submit(self, work: GenerationRequest | _ScoreWork) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._task is None or self._task.done():
+            # A new event loop (each test has its own): start afresh on it.
+            self._loop, self._pending, self._wakeup = loop, [], asyncio.Event()
+            self._task = loop.create_task(self._schedule(), name="inference_engine")
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending.append(_Job(work, future, loop))
+        self._wakeup.set()
+        return future
+
+    async def _schedule(self) -> None:
+        """Collect pending jobs into batches and run each in a worker thread."""
+        while True:
+            await self._wakeup.wait()
+            if len(self._pending) < self.max_batch:
+                await asyncio.sleep(self.batch_window_s)
+            jobs = self._pending[: self.max_batch]
+            del self._pending[: self.max_batch]
+            if not self._pending:
+                self._wakeup.clear()
+            if not jobs:
+                continue
+            try:
+                await asyncio.to_thread(self._run_batch, jobs)
+            except Exception as error:  # keep serving: fail this batch's callers only
+                log.exception("engine_batch_crashed", size=len(jobs))
+                for job in jobs:
+                    if not job.future.done():
+                        job.future.set_exception(error)
+
+    def _run_batch(self, jobs: list[_Job]) -> None:
+        """Run one batch, grouped by adapter: one forward per group per step."""
+        start = time.perf_counter()
+        tokens_in = sum(_tokens_in(job.work) for job in jobs)
+        adapters = dict.fromkeys(job.work.adapter for job in jobs)
+        tokens_out = 0
+        # Count before any caller resumes, so a caller always sees its own work counted.
+        self.stats.calls += len(jobs)
+        self.stats.tokens_in += tokens_in
+        self.stats.batches += 1
+        with self._model_lock, torch.inference_mode():
+            for adapter in adapters:
+                group = [job for job in jobs if job.work.adapter == adapter]
+                try:
+                    with adapter_scope(self.model, adapter):
+                        tokens_out += self._run_group(group)
+                except Exception as error:  # every caller of the group gets the failure
+                    log.exception("engine_batch_failed", adapter=adapter)
+                    for job in group:
+                        if job.value is None:
+                            job.error = error
+        # Callers resume only now that the model's adapter state is restored:
+        # they (or a trainer) may use the model as soon as they wake.
+        for job in jobs:
+            job.deliver()
+        log.debug(
+            "engine_batch",
+            size=len(jobs),
+            adapters=len(adapters),
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            latency_s=round(time.perf_counter() - start, 4),
+        )
+
+    def _run_group(self, jobs: list[_Job]) -> int:
+        """Score, then generate, the jobs of one adapter; returns tokens generated."""
+        scores = [job for job in jobs if isinstance(job.work, _ScoreWork)]
+        if scores:
+            works = [job.work for job in scores if isinstance(job.work, _ScoreWork)]
+            results = score_rows(
+                self.model, [(w.prompt_ids, w.options) for w in works], self._pad_id()
+            )
+            for job, result in zip(scores, results, strict=True):
+                job.value = result
+        generations = [job for job in jobs if isinstance(job.work, GenerationRequest)]
+        if not generations:
+            return 0
+        rows = [
+            GenerationRow(job.work, self._generator(job.work.seed), index, self._stops(job.work))
+            for index, job in enumerate(generations)
+            if isinstance(job.work, GenerationRequest)
+        ]
+        grammar = None
+        if any(row.request.json_schema is not None for row in rows):
+            grammar = self._grammar()
+
+        def finish(row: GenerationRow) -> None:
+            text = str(self.tokenizer.decode(row.tokens, skip_special_tokens=True))
+            generation = Generation(list(row.tokens), list(row.logprobs), text, row.finished)
+            self.stats.tokens_out += len(row.tokens)
+            generations[row.index].value = generation
+
+        decode_rows(
+            self.model,
+            rows,
+            pad_id=self._pad_id(),
+            grammar=grammar,
+            on_done=finish,
+        )
+        return sum(len(row.tokens) for row in rows)
+
+    def _grammar(self) -> SchemaGrammar:
+        return schema_grammar(self.tokenizer, self.vocab_size, self.stop_ids)
+
+    def _check_ids(self, ids: list[int]) -> None:
+        if min(ids) < 0 or max(ids) >= self.vocab_size:
+            raise ValueError(f"token ids must lie in [0, {self.vocab_size})")
+
+    def _stops(self, request: GenerationRequest) -> tuple[int, ...]:
+        # A schema's grammar needs its stop token to terminate, benchmark or not.
+        if self.ignore_eos and request.json_schema is None:
+            return ()
+        return tuple(self.stop_ids)
+
+    def _generator(self, seed: int | None) -> torch.Generator:
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(seed if seed is not None else self._rng.getrandbits(63))
+        return generator
+
+    def _pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return int(pad) if pad is not None else self.stop_ids[0]
+
+
+def _tokens_in(work: GenerationRequest | _ScoreWork) -> int:
+    if isinstance(work, GenerationRequest):
+        return len(work.prompt_ids)
+    return len(work.prompt_ids) + sum(len(option) for option in work.options)
+
+
+_ENGINES: dict[ModelConfig, InferenceEngine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def get_engine(config: ModelConfig) -> InferenceEngine:
+    """The process-wide engine of `config`'s model, loading the model on first use."""
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(config)
+        if engine is None:
+            model, tokenizer = load_model(config)
+            engine = InferenceEngine(model, tokenizer)
+            _ENGINES[config] = engine
+        return engine
