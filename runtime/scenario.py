@@ -76,14 +76,6 @@ class RuntimeSpec(Strict):
     )
 
 
-class TrainingSpec(Strict):
-    """Training settings; the trainer validates the PPO fields."""
-
-    algorithm: Literal["ppo"] = "ppo"
-    critic: Literal["central", "independent", "none"] = "central"
-    settings: dict[str, JsonValue] = Field(default_factory=dict)
-
-
 class Scenario(Strict):
     """A whole scenario file."""
 
@@ -96,7 +88,11 @@ class Scenario(Strict):
     protocol: ProtocolSpec = Field(default_factory=ProtocolSpec)
     model: ModelConfig = Field(default_factory=ModelConfig)
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
-    training: TrainingSpec | None = None
+    training: dict[str, JsonValue] | None = Field(
+        default=None,
+        description="PPO settings; `parley train` validates them (training.PPOConfig). The "
+        "runtime does not read them: dependencies point from training to runtime.",
+    )
 
     @model_validator(mode="after")
     def _routes_known(self) -> Scenario:

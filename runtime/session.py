@@ -100,6 +100,9 @@ def summarise(scenario: Scenario, results: list[EpisodeResult], bus: Bus, runner
         "incidents": {"late": runner.incidents.late, "failed": runner.incidents.failed,
                       "illegal": runner.incidents.illegal},
         "wall_s": round(wall_s, 3),
+        "per_episode": [
+            {"returns": r.returns, "success": r.success, "steps": r.steps} for r in results
+        ],
     }
     llm = [a.llm_stats.as_dict() for a in agents if hasattr(a, "llm_stats")]
     if llm:
