@@ -1,4 +1,4 @@
-"""Fixtures for LLM tests: a tiny random Llama with SmolLM2's real tokenizer, offline."""
+"""Shared fixtures: a tiny random Llama with SmolLM2's real tokenizer, offline."""
 
 from __future__ import annotations
 
