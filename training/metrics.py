@@ -1,0 +1,167 @@
+"""Per-iteration training metrics: a CSV file (the record) and TensorBoard scalars (the view).
+
+The CSV is the source of truth: `plot_run`, the ablation table and the README figures
+read it, and it survives without TensorBoard. One row per iteration, one column per
+metric; columns the trainer uses (others are welcome): iteration, episodes,
+return_mean, success_rate, policy_loss, value_loss, entropy, kl, approx_kl, clipfrac,
+message_validity, wall_s.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import structlog
+
+log = structlog.get_logger()
+
+METRICS_FILE = "metrics.csv"
+TENSORBOARD_DIR = "tensorboard"
+ITERATION = "iteration"
+
+# The columns the trainer writes, in the order a reader wants them in the CSV.
+STANDARD_COLUMNS = (
+    ITERATION, "episodes", "return_mean", "success_rate", "policy_loss", "value_loss",
+    "entropy", "kl", "approx_kl", "clipfrac", "message_validity", "wall_s",
+)  # fmt: skip
+
+
+def read_metrics(path: Path) -> list[dict[str, float]]:
+    """Read a metrics CSV; an empty cell (a metric absent from that row) is left out of the row.
+
+    Args:
+        path: the CSV file, or a run directory that holds `metrics.csv`.
+
+    Returns:
+        One dict per row, in file order.
+    """
+    path = path / METRICS_FILE if path.is_dir() else path
+    with path.open(newline="") as f:
+        return [
+            {key: float(value) for key, value in row.items() if value not in ("", None)}
+            for row in csv.DictReader(f)
+        ]
+
+
+def _cell(value: float) -> str:
+    """Integers stay integers (iteration, episodes); floats keep every digit (repr round-trips)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    number = float(value)
+    return str(int(number)) if number.is_integer() and abs(number) < 2**53 else repr(number)
+
+
+def _ordered(columns: set[str]) -> list[str]:
+    """Standard columns first in their usual order, then the others alphabetically."""
+    standard = [c for c in STANDARD_COLUMNS if c in columns]
+    return standard + sorted(columns - set(STANDARD_COLUMNS))
+
+
+class MetricsWriter:
+    """Append one row of metrics per training iteration to `metrics.csv` and TensorBoard.
+
+    Each row is flushed as it is written, so a crashed run keeps everything up to its
+    last iteration. A row that brings a new metric rewrites the file with the union of
+    the columns (earlier rows get empty cells), so the CSV always has one header.
+
+    Resuming: `MetricsWriter(out_dir, start_iteration=k)` keeps the rows of iterations
+    below k and drops the rest, so the iterations the resumed run repeats are not
+    duplicated; TensorBoard hides its events from step k on (its `purge_step`). The
+    default, 0, starts afresh.
+
+    Example:
+        with MetricsWriter(out_dir) as metrics:
+            metrics.write(1, {"return_mean": 0.4, "success_rate": 0.5})
+    """
+
+    def __init__(self, out_dir: Path, tensorboard: bool = True, start_iteration: int = 0) -> None:
+        """Open (or resume) the metrics of the run in `out_dir`; creates the directory."""
+        self.out_dir = Path(out_dir)
+        self.path = self.out_dir / METRICS_FILE
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        kept: list[dict[str, float]] = []
+        if self.path.exists():
+            kept = [r for r in read_metrics(self.path) if r.get(ITERATION, -1) < start_iteration]
+            log.info(
+                "metrics_resumed",
+                path=str(self.path),
+                kept_rows=len(kept),
+                start_iteration=start_iteration,
+            )
+        self._rows: list[dict[str, float]] = kept
+        self._columns = _ordered({ITERATION}.union(*self._rows))
+        self._file = self._rewrite()
+        self._tensorboard = self._open_tensorboard(start_iteration) if tensorboard else None
+
+    def _open_tensorboard(self, start_iteration: int) -> Any:
+        # Imported here: tensorboard is slow to import and optional for a CSV-only writer.
+        from torch.utils.tensorboard import SummaryWriter
+
+        purge = start_iteration if start_iteration > 0 else None
+        return SummaryWriter(log_dir=str(self.out_dir / TENSORBOARD_DIR), purge_step=purge)
+
+    def _rewrite(self) -> Any:
+        """Write header and rows to a temporary file, move it into place, reopen for appending."""
+        temporary = self.path.with_suffix(".csv.tmp")
+        with temporary.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self._columns)
+            writer.writeheader()
+            writer.writerows({k: _cell(v) for k, v in row.items()} for row in self._rows)
+        temporary.replace(self.path)
+        return self.path.open("a", newline="")
+
+    def write(self, iteration: int, metrics: Mapping[str, float]) -> None:
+        """Append the metrics of one iteration.
+
+        Args:
+            iteration: the training iteration (the x axis); also the TensorBoard step.
+            metrics: metric name -> value; names need not be the same on every call.
+
+        Raises:
+            ValueError: if `metrics` carries an `iteration` that disagrees, or the writer is closed.
+        """
+        if self._file.closed:
+            raise ValueError("MetricsWriter is closed")
+        if ITERATION in metrics and metrics[ITERATION] != iteration:
+            raise ValueError(f"metrics say iteration {metrics[ITERATION]}, write() got {iteration}")
+        row = {**metrics, ITERATION: iteration}
+        self._rows.append(row)
+        if set(row) - set(self._columns):
+            self._columns = _ordered(set(self._columns) | set(row))
+            self._file.close()
+            self._file = self._rewrite()
+            if len(self._rows) > 1:
+                log.debug("metrics_columns_added", columns=self._columns)
+        else:
+            csv.DictWriter(self._file, fieldnames=self._columns).writerow(
+                {k: _cell(v) for k, v in row.items()}
+            )
+        self._file.flush()
+        if self._tensorboard is not None:
+            for name, value in metrics.items():
+                if name != ITERATION and not math.isnan(float(value)):
+                    self._tensorboard.add_scalar(name, float(value), iteration)
+            self._tensorboard.flush()
+
+    def close(self) -> None:
+        """Close the CSV file and the TensorBoard writer; closing twice is harmless."""
+        self._file.close()
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+            self._tensorboard = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,189 @@
+"""Learning curves from `metrics.csv`, and the ablation figure and table across variants and seeds.
+
+Figures are drawn on `matplotlib.figure.Figure` with the Agg canvas rather than through
+pyplot: no global backend switch, no figure registry to leak, safe in a headless run.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+import numpy as np
+import structlog
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from training.metrics import ITERATION, METRICS_FILE, read_metrics
+
+log = structlog.get_logger()
+
+PLOTS_DIR = "plots"
+
+# (file stem, title, columns drawn on the same axes). Panels whose columns are all
+# absent from the CSV are skipped.
+PANELS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("return", "Mean return per episode", ("return_mean",)),
+    ("success", "Success rate", ("success_rate",)),
+    ("kl", "KL to the rollout policy", ("kl", "approx_kl")),
+    ("value_loss", "Value loss", ("value_loss",)),
+    ("policy_loss", "Policy loss", ("policy_loss",)),
+    ("entropy", "Entropy", ("entropy",)),
+    ("clipfrac", "Clipped fraction", ("clipfrac",)),
+    ("message_validity", "Valid messages", ("message_validity",)),
+)
+# Panels on a 0..1 scale: fixed limits make runs comparable at a glance.
+_UNIT_SCALE = {"success", "message_validity", "clipfrac"}
+
+
+def _series(rows: list[dict[str, float]], column: str) -> tuple[list[float], list[float]]:
+    """(iterations, values) of the rows that have `column` (and a finite value in it)."""
+    pairs = [
+        (r[ITERATION], r[column])
+        for r in rows
+        if column in r and ITERATION in r and math.isfinite(r[column])
+    ]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def _smoothed(values: list[float], window: int) -> list[float]:
+    """Trailing moving average: the raw curve of a few episodes per iteration is noisy."""
+    out: list[float] = []
+    total = 0.0
+    for i, v in enumerate(values):
+        total += v - (values[i - window] if i >= window else 0.0)
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def _draw_panel(
+    ax: Axes, rows: list[dict[str, float]], stem: str, title: str, columns: tuple[str, ...]
+) -> None:
+    window = max(1, len(rows) // 20)
+    for index, column in enumerate(c for c in columns if any(c in r for r in rows)):
+        xs, ys = _series(rows, column)
+        colour = f"C{index}"
+        if window > 1:
+            ax.plot(xs, ys, color=colour, alpha=0.3, linewidth=0.8)
+            label = f"{column} (mean of last {window})"
+            ax.plot(xs, _smoothed(ys, window), color=colour, label=label)
+        else:
+            ax.plot(xs, ys, color=colour, marker=".", label=column)
+    ax.set_title(title)
+    ax.set_xlabel(ITERATION)
+    if stem in _UNIT_SCALE:
+        ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def plot_run(out_dir: Path) -> list[Path]:
+    """Draw the learning curves of one run from `out_dir/metrics.csv` into `out_dir/plots/`.
+
+    Writes `learning_curves.png` (every panel whose metrics the CSV has, in a grid) and
+    one PNG per panel (`return.png`, `success.png`, `kl.png`, ...). Missing metrics are
+    skipped; a CSV without rows or without any known metric gives no figures.
+
+    Returns:
+        The PNG files written, the combined figure first.
+    """
+    rows = read_metrics(Path(out_dir) / METRICS_FILE)
+    panels = [p for p in PANELS if any(c in r for r in rows for c in p[2])]
+    if not panels:
+        log.warning("plot_nothing_to_draw", out_dir=str(out_dir), rows=len(rows))
+        return []
+    plots = Path(out_dir) / PLOTS_DIR
+    plots.mkdir(parents=True, exist_ok=True)
+    ncols = min(len(panels), 3)
+    nrows = math.ceil(len(panels) / ncols)
+    fig = Figure(figsize=(5 * ncols, 3.6 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).flatten()
+    for ax, (stem, title, columns) in zip(axes, panels, strict=False):
+        _draw_panel(ax, rows, stem, title, columns)
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
+    written = [_save(fig, plots / "learning_curves.png")]
+    for stem, title, columns in panels:
+        single = Figure(figsize=(6, 4), layout="constrained")
+        _draw_panel(single.subplots(), rows, stem, title, columns)
+        written.append(_save(single, plots / f"{stem}.png"))
+    log.info("plots_written", out_dir=str(plots), files=len(written))
+    return written
+
+
+def _seed_curves(paths: list[Path], metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Iterations that every seed has, and a (seeds, iterations) array of the metric there."""
+    curves = [dict(zip(*_series(read_metrics(p), metric), strict=True)) for p in paths]
+    common = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
+    return np.array(common), np.array([[c[x] for x in common] for c in curves])
+
+
+def plot_ablation(runs: dict[str, list[Path]], out: Path, metric: str = "success_rate") -> Path:
+    """One curve per variant: the mean of `metric` over its seeds, shaded ± one std.
+
+    Args:
+        runs: variant name -> run directories (or their metrics.csv), one per seed.
+        out: the PNG to write; its directory is created.
+        metric: the metrics.csv column to draw.
+
+    Returns:
+        `out`. Only iterations that every seed of a variant reached are drawn, so a
+        mean is never over fewer seeds than the legend says.
+    """
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
+    for index, (variant, paths) in enumerate(runs.items()):
+        xs, values = _seed_curves(paths, metric)
+        if xs.size == 0:
+            log.warning("ablation_variant_empty", variant=variant, metric=metric)
+            continue
+        mean = values.mean(axis=0)
+        std = values.std(axis=0, ddof=1) if len(paths) > 1 else np.zeros_like(mean)
+        ax.plot(xs, mean, color=f"C{index}", label=f"{variant} (n={len(paths)})")
+        ax.fill_between(xs, mean - std, mean + std, color=f"C{index}", alpha=0.2)
+    ax.set_xlabel(ITERATION)
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric}: mean ± std over seeds")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return _save(fig, out)
+
+
+def _final(path: Path, metric: str) -> float | None:
+    """The metric's value in the last row that has it."""
+    values = _series(read_metrics(path), metric)[1]
+    return values[-1] if values else None
+
+
+def _mean_std(values: list[float | None]) -> str:
+    present = [v for v in values if v is not None]
+    if not present:
+        return "n/a"
+    spread = statistics.stdev(present) if len(present) > 1 else 0.0
+    return f"{statistics.fmean(present):.3f} ± {spread:.3f}"
+
+
+def ablation_table(runs: dict[str, list[Path]]) -> str:
+    """A markdown table: per variant, the final success rate and return, mean ± std over seeds.
+
+    "Final" is each seed's last logged value; the std is the sample std (0 with one seed).
+    """
+    lines = [
+        "| variant | seeds | final success rate | final return |",
+        "|---|---|---|---|",
+    ]
+    for variant, paths in runs.items():
+        success = _mean_std([_final(p, "success_rate") for p in paths])
+        returns = _mean_std([_final(p, "return_mean") for p in paths])
+        lines.append(f"| {variant} | {len(paths)} | {success} | {returns} |")
+    return "\n".join(lines)
