@@ -1,6 +1,9 @@
-"""`parley`: validate, run, agent, replay, bench.
+"""`parley`: validate, run, agent, replay, bench, and the commands packages plug in.
 
 Bad input gets one line on stderr saying where and what, and exit code 2; no traceback.
+Other packages add commands through the entry-point group `parley.commands` (training
+adds train, eval and plot) and benchmarks through `parley.benchmarks`, so the runtime
+never imports them.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +28,13 @@ from runtime.scenario import load_scenario
 from runtime.scenario_yaml import ScenarioError
 
 EXIT_BAD_INPUT = 2
+COMMAND_GROUP = "parley.commands"
+BENCHMARK_GROUP = "parley.benchmarks"
 USER_ERRORS = (ScenarioError, EnvError, AgentLoadError, RecordingError, ValueError, TimeoutError,
                FileNotFoundError, ConnectionError)
 
 
-def _positive(text: str) -> int:
+def positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
@@ -47,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run a scenario live")
     run.add_argument("scenario", type=Path)
-    run.add_argument("--episodes", type=_positive)
+    run.add_argument("--episodes", type=positive)
     run.add_argument("--seed", type=int)
     run.add_argument("--bus", default="memory", help="memory (default) or mqtt://HOST:PORT")
     run.add_argument("--run-id", help="run id on the bus (default: the scenario name)")
@@ -68,11 +74,13 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("recording", type=Path)
 
     bench = commands.add_parser("bench", help="benchmarks against same-run baselines")
-    bench.add_argument("target", choices=["bus", "inference"])
+    bench.add_argument("target", choices=sorted(_benchmarks()))
     bench.add_argument("--bus", default="mqtt://127.0.0.1:1883", help="broker for the MQTT part")
-    bench.add_argument("--messages", type=_positive, default=5000)
-    bench.add_argument("--agents", type=_positive, default=8)
+    bench.add_argument("--messages", type=positive, default=5000)
+    bench.add_argument("--agents", type=positive, default=8)
     bench.add_argument("--json", action="store_true")
+    for plugin in entry_points(group=COMMAND_GROUP):
+        plugin.load()(commands)
     return parser
 
 
@@ -119,25 +127,36 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+Benchmark = Callable[[argparse.Namespace], tuple[Any, str]]
+
+
+def _benchmarks() -> dict[str, Callable[[], Benchmark]]:
+    """Benchmarks by name, loaded only when run; each returns its result and a text for people."""
+    return {ep.name: ep.load for ep in entry_points(group=BENCHMARK_GROUP)}
+
+
 def _bench(args: argparse.Namespace) -> int:
-    if args.target == "bus":
-        from runtime.bench_bus import bench_bus, render_bench
-
-        result: Any = asyncio.run(bench_bus(args.bus, args.messages))
-        render: Callable[[Any], str] = render_bench
-    else:
-        from agents.llm.bench import bench_inference, render_inference_bench
-
-        from agents.base import ModelConfig
-
-        result = bench_inference(ModelConfig(), agents=args.agents)
-        render = render_inference_bench
-    if args.json:
-        data = result if isinstance(result, dict) else result.as_dict()
-        print(json.dumps(data, indent=2))
-    else:
-        print(render(result))
+    benchmark = _benchmarks()[args.target]()
+    result, text = benchmark(args)
+    print(json.dumps(result, indent=2) if args.json else text)
     return 0
+
+
+def bench_bus_command(args: argparse.Namespace) -> tuple[Any, str]:
+    """`parley bench bus`: LocalBus and MqttBus against their bare baselines."""
+    from runtime.bench_bus import bench_bus, render_bench
+
+    result = asyncio.run(bench_bus(args.bus, args.messages))
+    return result.as_dict(), render_bench(result)
+
+
+def bench_inference_command(args: argparse.Namespace) -> tuple[Any, str]:
+    """`parley bench inference`: the engine against naive and offline batched generate."""
+    from agents.base import ModelConfig
+    from agents.llm.bench import bench_inference, render_inference_bench
+
+    result = bench_inference(ModelConfig(), agents=args.agents)
+    return result, render_inference_bench(result)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -145,11 +164,13 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     configure_logging(args.log_level, json=True if args.log_json else None)
     try:
-        return COMMANDS[args.command](args)
+        handler = COMMANDS.get(args.command) or args.handler
+        return int(handler(args))
     except ScenarioError as error:
         for problem in error.problems:
             print(f"error: {problem}", file=sys.stderr)
