@@ -13,6 +13,9 @@ def configure_logging(level: str = "warning", stream: TextIO | None = None,
                       json: bool | None = None) -> None:
     """Route structlog to stderr: pretty for people at a terminal, JSON lines for machines."""
     out = stream or sys.stderr
+    # Looked up at each log call, not bound once: tests and embedders swap sys.stderr.
+    factory = (lambda *_: structlog.PrintLogger(stream)) if stream else (
+        lambda *_: structlog.PrintLogger(sys.stderr))
     as_json = not out.isatty() if json is None else json
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if as_json
@@ -28,6 +31,6 @@ def configure_logging(level: str = "warning", stream: TextIO | None = None,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[
             level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        logger_factory=factory,
         cache_logger_on_first_use=False,
     )
