@@ -34,7 +34,7 @@ from pydantic import (
 from agents.base import AgentContext, Choice, Route, Utterance
 from agents.llm import prompts
 from agents.llm.actions import action_distribution, action_options
-from agents.llm.adapters import ensure_adapters
+from agents.llm.adapters import adapter_folders, ensure_adapters
 from agents.llm.engine import Generation, GenerationRequest, InferenceEngine, get_engine
 from agents.llm.exploration import UCBStats, mix_uniform, one_hot, sample_index
 from protocols import Envelope, Observation, PolicyTrace
@@ -164,6 +164,7 @@ class LLMAgent:
         self._ucb = UCBStats()
         self._last_action: int | None = None
         self._system = self.options.system_prompt.format_map({"agent": self.name})
+        self.adapter = self.options.adapter or _default_adapter(self.name, context.adapters_dir)
 
     @property
     def engine(self) -> InferenceEngine:
@@ -178,7 +179,7 @@ class LLMAgent:
         return self._engine
 
     def _check_adapter(self, engine: InferenceEngine) -> None:
-        adapter = self.options.adapter
+        adapter = self.adapter
         if adapter is None:
             return
         model = engine.model
@@ -240,7 +241,7 @@ class LLMAgent:
                     prompt_ids=prompt_ids, token_ids=generation.token_ids,
                     logprobs=generation.logprobs, constraint=constraint,
                     temperature=self.options.temperature, top_p=self.options.top_p,
-                    adapter=self.options.adapter,
+                    adapter=self.adapter,
                 )
                 return Utterance(route.recipient, route.schema_id, payload, trace)
             if attempt < self.options.reask_limit:
@@ -259,7 +260,7 @@ class LLMAgent:
         return GenerationRequest(
             prompt_ids=prompt_ids, max_new_tokens=self.options.max_message_tokens,
             temperature=self.options.temperature, top_p=self.options.top_p,
-            json_schema=constraint, adapter=self.options.adapter, seed=seed % 2**31,
+            json_schema=constraint, adapter=self.adapter, seed=seed % 2**31,
         )
 
     def _parse(
@@ -302,7 +303,7 @@ class LLMAgent:
             prompt_ids=prompt_ids, token_ids=options[index],
             logprobs=[float(torch.log(probs[index]))], legal=legal,
             temperature=self.options.action_temperature, epsilon=self.options.epsilon,
-            policy="sample" if self.options.ucb_c is None else "ucb", adapter=self.options.adapter,
+            policy="sample" if self.options.ucb_c is None else "ucb", adapter=self.adapter,
         )
         return Choice(legal[index], trace)
 
@@ -314,7 +315,7 @@ class LLMAgent:
         if len(legal) == 1:
             return one_hot(0, 1)  # nothing to choose: no model call, log-prob 0
         start = time.perf_counter()
-        scores = await engine.score_options(prompt_ids, options, adapter=self.options.adapter)
+        scores = await engine.score_options(prompt_ids, options, adapter=self.adapter)
         self._record_call("act", len(prompt_ids) + sum(map(len, options)), 0, start, True)
         c = self.options.ucb_c
         if c is None:
@@ -344,3 +345,17 @@ def _describe(error: ValidationError, limit: int = 3) -> str:
         parts.append(f"{where}: {item['msg']}")
     return "; ".join(parts)
 
+
+def _default_adapter(agent: str, adapters_dir: str | None) -> str | None:
+    """With trained adapters and no `adapter` option: the agent's own, else a shared one.
+
+    `parley train` saves one adapter per agent, named after it, or one named `shared`.
+    """
+    if adapters_dir is None:
+        return None
+    saved = adapter_folders(adapters_dir)
+    for name in (agent, "shared"):
+        if name in saved:
+            return name
+    raise ValueError(f"agent {agent}: {adapters_dir} holds no adapter named {agent!r} or "
+                     f"'shared' (it has {sorted(saved)}); set the agent's `adapter` option")
