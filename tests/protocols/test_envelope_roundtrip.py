@@ -1,0 +1,104 @@
+"""Envelope wire form: `to_json` then `decode` gives back an equal envelope."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import BaseModel, ConfigDict, JsonValue
+
+from protocols import (
+    KINDS,
+    Action,
+    Control,
+    Envelope,
+    EpisodeEnd,
+    Observation,
+    PolicyTrace,
+    Reward,
+    SchemaRegistry,
+    decode,
+)
+
+
+class Anything(BaseModel):
+    """A payload model that accepts any JSON object, to round-trip arbitrary payloads."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+
+REGISTRY = SchemaRegistry({"Anything@1": Anything})
+
+names = st.text(min_size=1, max_size=12).filter(lambda s: not set(s) & set("/#+"))
+finite = st.floats(allow_nan=False, allow_infinity=False)
+json_values: st.SearchStrategy[JsonValue] = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | finite | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
+traces = st.builds(
+    PolicyTrace,
+    prompt_ids=st.lists(st.integers(0, 50_000), max_size=6),
+    token_ids=st.lists(st.integers(0, 50_000), max_size=6),
+    logprobs=st.lists(st.floats(max_value=0, allow_nan=False, allow_infinity=False), max_size=6),
+    constraint=st.none() | st.text(max_size=20),
+    legal=st.none() | st.lists(st.integers(0, 9), max_size=4),
+    temperature=st.floats(0.01, 5),
+    adapter=st.none() | names,
+)
+builtin_messages: st.SearchStrategy[tuple[str, BaseModel]] = st.one_of(
+    st.tuples(st.just("Action@1"), st.builds(Action, action=st.integers(0, 99))),
+    st.tuples(st.just("Reward@1"), st.builds(Reward, reward=finite)),
+    st.tuples(st.just("Control@1"), st.builds(Control, detail=st.text(max_size=10))),
+    st.tuples(
+        st.just("EpisodeEnd@1"),
+        st.builds(EpisodeEnd, returns=st.dictionaries(names, finite), steps=st.integers(0)),
+    ),
+    st.tuples(
+        st.just("Observation@1"),
+        st.builds(
+            Observation,
+            text=st.text(),
+            data=json_values,
+            action_names=st.lists(names, max_size=4),
+            action_mask=st.none() | st.lists(st.booleans(), max_size=4),
+        ),
+    ),
+)
+
+
+def envelopes(
+    schema: str, payloads: st.SearchStrategy[dict[str, JsonValue]]
+) -> st.SearchStrategy[Envelope]:
+    return st.builds(
+        Envelope,
+        id=st.uuids().map(lambda u: u.hex),
+        run=st.text(max_size=12),
+        episode=st.integers(0, 10**6),
+        step=st.integers(0, 10**6),
+        sender=names,
+        recipient=names,
+        kind=st.sampled_from(KINDS),
+        schema=st.just(schema),
+        payload=payloads,
+        time=st.floats(0, 4e9),
+        trace=st.none() | traces,
+    )
+
+
+@given(envelopes("Anything@1", st.dictionaries(st.text(max_size=6), json_values, max_size=5)))
+def test_any_json_payload_round_trips(envelope: Envelope) -> None:
+    assert decode(envelope.to_json(), REGISTRY) == envelope
+
+
+def _carrying(pair: tuple[str, BaseModel]) -> st.SearchStrategy[Envelope]:
+    schema, message = pair
+    return envelopes(schema, st.just(message.model_dump(mode="json")))
+
+
+@given(builtin_messages.flatmap(_carrying))
+def test_builtin_messages_round_trip(envelope: Envelope) -> None:
+    decoded = decode(envelope.to_json(), REGISTRY)
+    assert decoded == envelope
+    model = REGISTRY[envelope.schema_id]
+    assert model.model_validate(decoded.payload) == model.model_validate(envelope.payload)

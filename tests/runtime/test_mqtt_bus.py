@@ -1,0 +1,280 @@
+"""MqttBus against real Mosquitto brokers: restarts, outside clients, auth, ACL, TLS, presence."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from protocols import Control, Envelope, SchemaRegistry
+from runtime.bench_bus import bench_bus, render_bench
+from runtime.mqtt_bus import BrokerAddress, BusConnectionError, MqttBus
+from tests.broker import MOSQUITTO_PUB, MosquittoFactory, free_port
+
+TIMEOUT = 10.0
+REPO = Path(__file__).resolve().parents[2]
+
+
+def note(run: str, sender: str, recipient: str, seq: int = 0) -> Envelope:
+    return Envelope(
+        run=run,
+        episode=0,
+        step=seq,
+        sender=sender,
+        recipient=recipient,
+        kind="say",
+        schema="Note@1",
+        payload={"text": f"message {seq}", "seq": seq},
+    )
+
+
+def new_run() -> str:
+    return f"mqtt-{uuid.uuid4().hex[:8]}"
+
+
+async def receive(stream: AsyncIterator[Envelope]) -> Envelope:
+    return await asyncio.wait_for(anext(stream), TIMEOUT)
+
+
+def test_broker_urls_parse() -> None:
+    assert BrokerAddress.parse("mqtt://broker:1884") == BrokerAddress("broker", 1884, tls=False)
+    assert BrokerAddress.parse("mqtts://broker") == BrokerAddress("broker", 8883, tls=True)
+    assert BrokerAddress.parse("mqtt://al%40ce:p%3Ass@h") == BrokerAddress(
+        "h", 1883, tls=False, username="al@ce", password="p:ss"
+    )
+    assert str(BrokerAddress.parse("mqtt://u:secret@h:1")) == "mqtt://h:1"
+    with pytest.raises(ValueError, match="mqtt://host:port"):
+        BrokerAddress.parse("http://h:1883")
+
+
+@pytest.mark.mqtt
+async def test_broker_restart_loses_no_envelope(
+    mosquitto_factory: MosquittoFactory, registry: SchemaRegistry
+) -> None:
+    broker = mosquitto_factory(persistence=True)
+    run, total = new_run(), 300
+    with capture_logs() as logs:
+        async with MqttBus(run, broker.url, registry) as alice, MqttBus(
+            run, broker.url, registry
+        ) as bob, bob.subscribe("b") as inbox:
+            for seq in range(100):  # some still queued at the broker when it stops
+                await alice.publish(note(run, "a", "b", seq))
+            await asyncio.to_thread(broker.stop)
+            for seq in range(100, 200):  # buffered while the broker is down
+                await alice.publish(note(run, "a", "b", seq))
+            await asyncio.to_thread(broker.start)
+            for seq in range(200, total):
+                await alice.publish(note(run, "a", "b", seq))
+            got = [(await receive(inbox)).step for _ in range(total)]
+    assert got == list(range(total))
+    events = [entry["event"] for entry in logs]
+    assert events.count("mqtt_disconnected") == 2
+    assert events.count("mqtt_reconnected") == 2
+
+
+@pytest.mark.mqtt
+async def test_garbage_from_an_outside_client_is_rejected(
+    mosquitto_factory: MosquittoFactory, registry: SchemaRegistry
+) -> None:
+    assert MOSQUITTO_PUB is not None, "mosquitto_pub is not installed"
+    broker = mosquitto_factory()
+    run = new_run()
+    topic = f"parley/{run}/say/x/y"
+    async with MqttBus(run, broker.url, registry) as bus, bus.subscribe(None) as everything:
+        with capture_logs() as logs:
+            outsider = await asyncio.create_subprocess_exec(
+                MOSQUITTO_PUB, "-h", broker.host, "-p", str(broker.port),
+                "-t", topic, "-m", "{garbage", "-q", "1",
+            )  # fmt: skip
+            assert await outsider.wait() == 0
+            valid = note(run, "x", "y")
+            await bus.publish(valid)
+            assert await receive(everything) == valid
+    assert bus.stats.rejected == 1
+    assert [(e["event"], e["topic"]) for e in logs if e["log_level"] == "warning"] == [
+        ("envelope_rejected", topic)
+    ]
+
+
+@pytest.mark.mqtt
+async def test_duplicate_ids_are_delivered_once(
+    mosquitto_factory: MosquittoFactory, registry: SchemaRegistry
+) -> None:
+    broker = mosquitto_factory()
+    run = new_run()
+    async with MqttBus(run, broker.url, registry) as bus, bus.subscribe("b") as inbox:
+        first, marker = note(run, "a", "b", 1), note(run, "a", "b", 2)
+        for envelope in (first, first, marker):
+            await bus.publish(envelope)
+        assert [await receive(inbox), await receive(inbox)] == [first, marker]
+
+
+@pytest.mark.mqtt
+async def test_username_and_password(
+    mosquitto_factory: MosquittoFactory, registry: SchemaRegistry
+) -> None:
+    broker = mosquitto_factory(users={"alice": "s3cret"})
+    run = new_run()
+    async with MqttBus(run, broker.url_for("alice", "s3cret"), registry) as bus, bus.subscribe(
+        "b"
+    ) as inbox:
+        await bus.publish(note(run, "a", "b"))
+        assert (await receive(inbox)).sender == "a"
+    async with MqttBus(run, broker.url, registry, username="alice", password="s3cret"):
+        pass
+
+
+@pytest.mark.mqtt
+async def test_wrong_password_is_a_clear_error(mosquitto_factory: MosquittoFactory) -> None:
+    broker = mosquitto_factory(users={"alice": "s3cret"})
+    with pytest.raises(BusConnectionError) as refused:
+        async with MqttBus("r", broker.url_for("alice", "wrong")):
+            pass
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message.startswith(f"cannot connect to {broker.url}:")
+    assert "wrong" not in message
+    assert "bad user name or password" in message.lower() or "not authorized" in message.lower()
+
+
+@pytest.mark.mqtt
+async def test_no_broker_is_a_clear_error() -> None:
+    url = f"mqtt://127.0.0.1:{free_port()}"
+    with pytest.raises(BusConnectionError, match=f"cannot connect to {url}: .*refused"):
+        async with MqttBus("r", url):
+            pass
+
+
+PER_AGENT_ACL = """
+pattern write parley/+/+/%u/+
+pattern read parley/+/+/+/%u
+pattern read parley/+/+/+/all
+"""
+
+
+@pytest.mark.mqtt
+async def test_per_agent_acl_stops_impersonation(
+    mosquitto_factory: MosquittoFactory, registry: SchemaRegistry
+) -> None:
+    broker = mosquitto_factory(users={"alice": "pa", "bob": "pb"}, acl=PER_AGENT_ACL)
+    run = new_run()
+    async with (
+        MqttBus(run, broker.url_for("alice", "pa"), registry) as alice,
+        MqttBus(run, broker.url_for("bob", "pb"), registry) as bob,
+        bob.subscribe("bob") as inbox,
+    ):
+        await alice.publish(note(run, "mallory", "bob", 1))  # the broker drops it
+        await alice.publish(note(run, "alice", "bob", 2))
+        assert (await receive(inbox)).sender == "alice"
+
+
+@pytest.mark.mqtt
+async def test_tls(
+    mosquitto_factory: MosquittoFactory, registry: SchemaRegistry, tmp_path: Path
+) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    broker = mosquitto_factory(tls=(cert, key))
+    run = new_run()
+    trusted = ssl.create_default_context(cafile=str(cert))
+    async with MqttBus(run, broker.url, registry, tls=trusted) as bus, bus.subscribe("b") as inbox:
+        await bus.publish(note(run, "a", "b"))
+        assert (await receive(inbox)).sender == "a"
+    with pytest.raises(BusConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
+        async with MqttBus(run, broker.url, registry):  # mqtts:// with the system CAs
+            pass
+
+
+GHOST = """
+import asyncio, sys
+import structlog
+from runtime.bench_bus import bench_bus, render_bench
+from runtime.mqtt_bus import MqttBus
+
+structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+
+async def main():
+    async with MqttBus(sys.argv[1], sys.argv[2], presence="ghost"):
+        print("ready", flush=True)
+        await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+def presence(envelope: Envelope) -> tuple[str, str]:
+    return envelope.sender, Control.model_validate(envelope.payload).command
+
+
+@pytest.mark.mqtt
+async def test_last_will_announces_a_killed_agent(mosquitto_factory: MosquittoFactory) -> None:
+    broker = mosquitto_factory()
+    run = new_run()
+    async with MqttBus(run, broker.url) as observer, observer.subscribe("observer") as inbox:
+        ghost = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", GHOST, run, broker.url,
+            cwd=REPO, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            assert ghost.stdout is not None
+            assert await asyncio.wait_for(ghost.stdout.readline(), 30) == b"ready\n"
+            assert presence(await receive(inbox)) == ("ghost", "hello")
+            ghost.kill()
+            offline = await receive(inbox)
+        finally:
+            if ghost.returncode is None:
+                ghost.kill()
+            await ghost.wait()
+    assert presence(offline) == ("ghost", "offline")
+    assert (offline.kind, offline.recipient) == ("control", "all")
+
+
+@pytest.mark.mqtt
+async def test_presence_says_hello_and_bye(mosquitto_factory: MosquittoFactory) -> None:
+    broker = mosquitto_factory()
+    run = new_run()
+    async with MqttBus(run, broker.url) as observer, observer.subscribe(None) as everything:
+        async with MqttBus(run, broker.url, presence="p1"):
+            assert presence(await receive(everything)) == ("p1", "hello")
+        assert presence(await receive(everything)) == ("p1", "bye")
+
+
+@pytest.mark.mqtt
+async def test_bench_bus_measures_every_pair(mosquitto_factory: MosquittoFactory) -> None:
+    broker = mosquitto_factory()
+    result = await bench_bus(broker.url, messages=200, repeats=1)
+    assert [row.name for row in result.rows] == ["local", "queue", "mqtt", "aiomqtt"]
+    assert all(row.throughput > 0 and 0 < row.p50_ms <= row.p99_ms for row in result.rows)
+    assert set(result.ratios) == {"local/queue", "mqtt/aiomqtt"}
+    assert result.ratios["mqtt/aiomqtt"] == pytest.approx(
+        result.row("mqtt").throughput / result.row("aiomqtt").throughput
+    )
+    assert json.loads(json.dumps(result.as_dict()))["url"] == broker.url
+    table = render_bench(result)
+    assert "mqtt/aiomqtt" in table and "aiomqtt" in table.splitlines()[5]
+
+
+@pytest.mark.mqtt
+async def test_names_that_would_break_topics_are_refused(
+    mosquitto_factory: MosquittoFactory,
+) -> None:
+    broker = mosquitto_factory()
+    with pytest.raises(ValueError, match="run 'a/b'"):
+        MqttBus("a/b", broker.url)
+    async with MqttBus(new_run(), broker.url) as bus:
+        with pytest.raises(ValueError, match="subscriber name '#'"):
+            async with bus.subscribe("#"):
+                pass
