@@ -30,7 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from protocols import Envelope, Message, SchemaRegistry
 from runtime.bus import topic_for
 from runtime.local_bus import LocalBus
-from runtime.mqtt_bus import BrokerAddress, MqttBus
+from runtime.mqtt_address import BrokerAddress
+from runtime.mqtt_bus import MqttBus
 
 TARGETS = {"local/queue": 0.5, "mqtt/aiomqtt": 0.8}
 """Least acceptable throughput of each bus relative to its bare baseline."""

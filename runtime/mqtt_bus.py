@@ -19,13 +19,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Literal, Self
-from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 import structlog
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from protocols import (
@@ -37,6 +35,19 @@ from protocols import (
     check_payload,
 )
 from runtime.bus import TOPIC_ROOT, BusStats, decode_from_topic, reject, topic_for
+from runtime.mqtt_address import (
+    BrokerAddress,
+    BusConnectionError,
+)
+from runtime.mqtt_address import (
+    check_level as _check_level,
+)
+from runtime.mqtt_address import (
+    refused as _refused,
+)
+from runtime.mqtt_address import (
+    tls_context as _tls_context,
+)
 
 log = structlog.get_logger()
 
@@ -48,39 +59,6 @@ CLOSE_FLUSH_S = 5.0
 """How long closing waits for the broker to acknowledge what we published."""
 SEEN_IDS = 10_000
 """Envelope ids remembered to drop QoS 1 duplicates (redelivery, overlapping filters)."""
-
-
-class BusConnectionError(ConnectionError):
-    """The broker could not be reached, or refused our credentials or a subscription."""
-
-
-@dataclass(frozen=True)
-class BrokerAddress:
-    """Where the broker is, from `mqtt://[user:pass@]host[:port]` or `mqtts://...`."""
-
-    host: str
-    port: int
-    tls: bool
-    username: str | None = None
-    password: str | None = None
-
-    @classmethod
-    def parse(cls, url: str) -> BrokerAddress:
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError(f"broker url {url!r} is not mqtt://host:port or mqtts://host:port")
-        tls = parts.scheme == "mqtts"
-        return cls(
-            host=parts.hostname,
-            port=parts.port or (8883 if tls else 1883),
-            tls=tls,
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-        )
-
-    def __str__(self) -> str:
-        """The URL without credentials, for logs and errors."""
-        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
 
 @dataclass(eq=False)
@@ -457,26 +435,6 @@ class MqttBus:
             if subscription.name is None or envelope.is_for(subscription.name):
                 subscription.queue.put_nowait(envelope)
                 self.stats.delivered += 1
-
-
-def _check_level(what: str, value: str) -> None:
-    """A run id or agent name must be one plain topic level, or filters would go astray."""
-    if not value or set(value) & set("/#+"):
-        raise ValueError(f"{what} {value!r} must be non-empty without '/', '#' or '+'")
-
-
-def _refused(code: object) -> bool:
-    """A SUBACK code that is a failure (v5 ReasonCode or v3.1.1 int, >= 0x80)."""
-    value = code.value if isinstance(code, ReasonCode) else code
-    return isinstance(value, int) and value >= 0x80
-
-
-def _tls_context(tls: ssl.SSLContext | bool | None, url_says_tls: bool) -> ssl.SSLContext | None:
-    if isinstance(tls, ssl.SSLContext):
-        return tls
-    if tls or (tls is None and url_says_tls):
-        return ssl.create_default_context()
-    return None
 
 
 async def _drain(queue: asyncio.Queue[Envelope | None]) -> AsyncIterator[Envelope]:

@@ -16,7 +16,8 @@ from structlog.testing import capture_logs
 
 from protocols import Control, Envelope, SchemaRegistry
 from runtime.bench_bus import bench_bus, render_bench
-from runtime.mqtt_bus import BrokerAddress, BusConnectionError, MqttBus
+from runtime.mqtt_address import BrokerAddress, BusConnectionError
+from runtime.mqtt_bus import MqttBus
 from tests.broker import MOSQUITTO_PUB, MosquittoFactory, free_port
 
 TIMEOUT = 10.0
