@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import statistics
 import time
-from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,6 +84,19 @@ async def _with_stream(bus: Bus, consume: Any) -> tuple[asyncio.Task[Any], async
     return started, ready
 
 
+async def _wind_down(serving: list[asyncio.Task[None]], side: list[asyncio.Task[Any]],
+                     grace_s: float = 10.0) -> None:
+    """Let agents and recorders finish after the runner's stop; cancel agents still thinking.
+
+    An agent busy with a late (already defaulted) action would otherwise hold the run open.
+    """
+    _, pending = await asyncio.wait([*serving, *side], timeout=grace_s)
+    for task in pending:
+        log.warning("task_cancelled_at_end", task=task.get_name())
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+
+
 def summarise(scenario: Scenario, results: list[EpisodeResult], bus: Bus, runner: Runner,
               agents: list[Agent], wall_s: float) -> dict[str, Any]:
     """The run summary that `--summary` writes."""
@@ -125,7 +137,7 @@ async def run_scenario(scenario: Scenario, settings: RunSettings) -> dict[str, A
     remote = [n for n, spec in scenario.agents.items() if spec.remote]
     agents = build_agents(scenario, local, registry, settings.seed, settings.adapters)
     async with open_bus(settings.bus, run_id, registry) as bus:
-        side: list[Awaitable[Any]] = []
+        side: list[asyncio.Task[Any]] = []
         if settings.record is not None:
             path = settings.record
             side.append((await _with_stream(bus, lambda s: record(s, path)))[0])
@@ -133,11 +145,12 @@ async def run_scenario(scenario: Scenario, settings: RunSettings) -> dict[str, A
             side.append((await _with_stream(bus, ConversationView().follow))[0])
         hosts = [AgentHost(agent, bus, scenario.allows) for agent in agents]
         readiness = [asyncio.Event() for _ in hosts]
-        serving = [asyncio.create_task(h.serve(r)) for h, r in zip(hosts, readiness, strict=True)]
+        serving = [asyncio.create_task(h.serve(r), name=f"agent:{h.name}")
+                   for h, r in zip(hosts, readiness, strict=True)]
         await asyncio.gather(*(r.wait() for r in readiness))
         runner = Runner(env, bus, scenario.runtime, seed=settings.seed)
         results = await runner.run(settings.episodes, remote=remote)
-        await asyncio.wait_for(asyncio.gather(*serving, *side), timeout=30)
+        await _wind_down(serving, side)
     return summarise(scenario, results, bus, runner, agents, time.perf_counter() - started)
 
 
