@@ -9,7 +9,7 @@ run goes on.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
 import structlog
@@ -93,16 +93,15 @@ class Runner:
                 missing = sorted(remote - self._present)
                 raise TimeoutError(f"remote agents never connected: {', '.join(missing)}") from None
 
-    async def _read(self, stream: object) -> None:
-        async for env in stream:  # type: ignore[attr-defined]
-            key = (env.kind if env.kind == "action" else str(env.payload.get("command")),
-                   env.sender)
-            if env.kind == "control" and key[0] in ("hello", "offline"):
-                await self._note_presence(env.sender, key[0] == "hello")
+    async def _read(self, stream: AsyncIterator[Envelope]) -> None:
+        """Route agents' replies to whoever waits for them in the current step."""
+        async for env in stream:
+            what = "action" if env.kind == "action" else str(env.payload.get("command"))
+            if env.kind == "control" and what in ("hello", "bye", "offline"):
+                await self._note_presence(env.sender, what == "hello")
                 continue
-            if key[0] == "error":
-                key = ("action", env.sender)
-            future = self._waiting.get(key)
+            # A crashed agent answers the act request with an error instead of an action.
+            future = self._waiting.get(("action" if what == "error" else what, env.sender))
             if future is not None and not future.done() and (env.episode, env.step) == self._where:
                 future.set_result(env)
             elif env.kind == "action":
