@@ -49,6 +49,19 @@ def action_options(
     return options
 
 
+def per_token(
+    totals: Sequence[float] | torch.Tensor, options: Sequence[Sequence[int]]
+) -> torch.Tensor:
+    """Each option's mean token log-prob: the score actions are compared by (float64).
+
+    Summed log-probs would favour short names ("walk away" over "take 2 books 1 hat
+    0 balls") whatever the model thinks of them; the mean does not.
+    """
+    scores = totals if isinstance(totals, torch.Tensor) else torch.tensor(list(totals))
+    lengths = torch.tensor([len(option) for option in options], dtype=torch.float64)
+    return scores.to(torch.float64) / lengths.to(scores.device)
+
+
 def action_distribution(
     option_scores: Sequence[float] | torch.Tensor, temperature: float, epsilon: float
 ) -> torch.Tensor:
@@ -146,6 +159,6 @@ def action_logprob(
         A 0-dim float64 tensor.
     """
     with adapter_scope(model, adapter):
-        scores = option_scores(model, prompt_ids, options)
+        scores = per_token(option_scores(model, prompt_ids, options), options)
     probs = action_distribution(scores, temperature, epsilon)
     return torch.log(probs[chosen])

@@ -33,7 +33,7 @@ from pydantic import (
 
 from agents.base import AgentContext, Choice, Route, Utterance
 from agents.llm import prompts
-from agents.llm.actions import action_distribution, action_options
+from agents.llm.actions import action_distribution, action_options, per_token
 from agents.llm.adapters import adapter_folders, ensure_adapters
 from agents.llm.engine import Generation, GenerationRequest, InferenceEngine, get_engine
 from agents.llm.exploration import UCBStats, mix_uniform, one_hot, sample_index
@@ -315,7 +315,8 @@ class LLMAgent:
         if len(legal) == 1:
             return one_hot(0, 1)  # nothing to choose: no model call, log-prob 0
         start = time.perf_counter()
-        scores = await engine.score_options(prompt_ids, options, adapter=self.adapter)
+        totals = await engine.score_options(prompt_ids, options, adapter=self.adapter)
+        scores = per_token(totals, options)
         self._record_call("act", len(prompt_ids) + sum(map(len, options)), 0, start, True)
         c = self.options.ucb_c
         if c is None:
@@ -323,7 +324,7 @@ class LLMAgent:
                                        self.options.epsilon)
         # UCB: all mass on the argmax of the UCB score (ties to the model's
         # preference), then the epsilon mixture; deterministic when epsilon = 0.
-        best = self._ucb.choose(legal, c, tie_break=scores)
+        best = self._ucb.choose(legal, c, tie_break=scores.tolist())
         return mix_uniform(one_hot(best, len(legal)), self.options.epsilon)
 
     def _record_call(

@@ -106,3 +106,14 @@ def test_action_logprob_has_gradients(
     grads = torch.autograd.grad(logprob, list(model.parameters()), allow_unused=True)
     assert all(g is not None for g in grads)  # every weight, the prompt's layers included
     assert sum(float(g.abs().sum()) for g in grads if g is not None) > 0
+
+
+def test_options_are_compared_by_mean_token_log_prob() -> None:
+    from agents.llm.actions import per_token
+
+    # "walk away" (2 tokens, -2 in all) against a long offer (8 tokens, -4 in all):
+    # summed, the short name wins; per token, the offer is the likelier answer.
+    scores = per_token([-2.0, -4.0], [[1, 2], [3] * 8])
+    assert scores.tolist() == [-1.0, -0.5]
+    probs = action_distribution(scores, temperature=1.0, epsilon=0.0)
+    assert probs[1] > probs[0]
