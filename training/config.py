@@ -91,6 +91,44 @@ class PPOConfig(BaseModel):
     )
     seed: int = Field(default=0, description="Seed for torch, numpy and environment resets.")
 
+    # Rollouts, critic features and bookkeeping (added with the trainer loop).
+    concurrency: int = Field(
+        default=8,
+        ge=1,
+        description="Episodes played at once during a rollout, each on its own in-process bus; "
+        "their model calls batch together in the one inference engine.",
+    )
+    recompute_logprobs: bool = Field(
+        default=True,
+        description="Recompute the rollout-time log-probs (same distribution: schema mask, "
+        "temperature, top-p, epsilon) with the update's own unbatched forward pass before "
+        "the first epoch, so float noise of batched, padded sampling does not show up as "
+        "a ratio != 1; costs one forward pass per decision without gradients.",
+    )
+    critic_pooling: Literal["mean", "last"] = Field(
+        default="mean",
+        description="How the frozen base model's last hidden states of the critic's text are "
+        "pooled into a feature vector: mean over tokens, or the last token.",
+    )
+    critic_hidden: int = Field(
+        default=64, ge=1, description="Width of the value head's hidden layer."
+    )
+    checkpoint_every: int = Field(
+        default=1,
+        ge=1,
+        description="Save a checkpoint every this many iterations (and after the last).",
+    )
+    threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="torch intra-op threads during training; None keeps torch's default (one "
+        "per core). On a machine shared with other busy processes 1 can be many times faster "
+        "than oversubscribed cores.",
+    )
+    keep_checkpoints: int = Field(
+        default=3, ge=0, description="Keep the newest this many checkpoints; 0 keeps them all."
+    )
+
     @model_validator(mode="after")
     def _minibatches_fit(self) -> PPOConfig:
         # Each episode gives at least one sample, so this keeps every minibatch non-empty.

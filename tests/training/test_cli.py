@@ -1,0 +1,40 @@
+"""`parley train`, `plot` and `eval` wired end to end (tiny model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from runtime.cli import main
+from tests.training.test_trainer import SCENARIO
+
+
+def test_train_then_plot_then_eval_the_adapters(tiny_model_dir: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    scenario = tmp_path / "codes.yaml"
+    scenario.write_text(SCENARIO.replace("MODEL", str(tiny_model_dir)))
+    out = tmp_path / "run"
+    assert main(["train", str(scenario), "--iterations", "1", "--out", str(out),
+                 "--no-progress"]) == 0
+    adapters = out / "adapters"
+    assert {p.name for p in adapters.iterdir() if p.is_dir()} == {"speaker", "listener"}
+    assert main(["plot", str(out)]) == 0
+    assert (out / "plots" / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
+    summary = tmp_path / "eval.json"
+    assert main(["eval", str(scenario), "--adapters", str(adapters), "--episodes", "3",
+                 "--summary", str(summary)]) == 0
+    result = json.loads(summary.read_text())
+    assert result["episodes"] == 3 and len(result["success_rate_ci95"]) == 2
+    assert "success" in capsys.readouterr().out
+
+
+def test_train_rejects_bad_training_settings(tiny_model_dir: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    scenario = tmp_path / "codes.yaml"
+    text = SCENARIO.replace("MODEL", str(tiny_model_dir)).replace("  epochs: 1", "  epochs: -1")
+    scenario.write_text(text)
+    assert main(["train", str(scenario), "--out", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert "training.epochs" in error and f"{scenario}:" in error

@@ -1,0 +1,218 @@
+"""The PPO loop with the tiny model: who learns, what stays frozen, exact resume."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from runtime.scenario import load_scenario
+from runtime.scenario_yaml import ScenarioError
+from training.bench import bench_train, render_train_bench
+from training.metrics import read_metrics
+from training.rollout import collect_rollout
+from training.train_scenario import TrainScenario, load_train_scenario
+from training.trainer import (
+    adapter_names,
+    build_learners,
+    iteration_seed,
+    scenario_for_training,
+    train,
+)
+from training.trajectory import assemble, score
+from training.update import ppo_update, prepare_batch
+
+SCENARIO = """\
+name: codes
+env:
+  game: referential
+  options: {num_objects: 3, attributes: {colour: [red, blue, green]}}
+model: {name: MODEL, device: cpu}
+agents:
+  speaker:
+    type: llm
+    options: {system_prompt: "You are {agent}.", turn_template: "{observation}",
+              message_template: "Code word:", temperature: 1.5, max_message_tokens: 12,
+              reask_limit: 0}
+  listener:
+    type: llm
+    options: {system_prompt: "You are {agent}.", turn_template: "{inbox} {actions}",
+              action_template: "Pick:", action_temperature: 1.5, epsilon: 0.1}
+protocol:
+  messages:
+    Code:
+      fields: {code: {type: enum, values: [zub, kep, mov]}}
+  routes: [{from: speaker, to: listener, message: Code}]
+training:
+  episodes_per_iteration: 4
+  concurrency: 2
+  epochs: 1
+  minibatches: 2
+  actor_lr: 0.01
+  critic_lr: 0.01
+  lora_rank: 2
+  lora_alpha: 4
+"""
+TIMING = {"wall_s", "rollout_s", "prepare_s", "update_s", "episodes_per_s",
+          "update_tokens_per_s"}
+
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One torch thread: the tiny model gains nothing from more, and on a shared CPU
+    oversubscribed threads make every forward pass many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _scenario(tmp_path: Path, tiny_model_dir: Path, **training: Any) -> TrainScenario:
+    path = tmp_path / "codes.yaml"
+    path.write_text(SCENARIO.replace("MODEL", str(tiny_model_dir)))
+    return load_train_scenario(path, {f"training.{k}": v for k, v in training.items()})
+
+
+def _adapter_weights(folder: Path) -> dict[str, dict[str, torch.Tensor]]:
+    return {sub.name: load_file(sub / "adapter_model.safetensors")
+            for sub in sorted(folder.iterdir()) if sub.is_dir()}
+
+
+def test_one_update_trains_every_adapter_and_the_critic_and_nothing_else(
+    tmp_path: Path, tiny_model_dir: Path,
+) -> None:
+    scenario = _scenario(tmp_path, tiny_model_dir)
+    adapters = adapter_names(scenario)
+    learners = build_learners(scenario, sorted(set(adapters.values())))
+    model, critic, tokenizer = learners.model, learners.critic, learners.engine.tokenizer
+    assert critic is not None
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    critic_before = [p.detach().clone() for p in critic.parameters()]
+    playing = scenario_for_training(scenario, adapters)
+    rollout = asyncio.run(collect_rollout(playing, learners.engine, 4, 0, 2))
+    trajectories = assemble(rollout.envelopes, tokenizer)
+    assert {d.agent for d in trajectories.decisions} == {"speaker", "listener"}
+    batch = prepare_batch(model, tokenizer, critic, trajectories, trajectories.decisions,
+                          scenario.training)
+    losses = ppo_update(model, tokenizer, critic, learners.optimisers, batch, scenario.training,
+                        torch.Generator().manual_seed(0))
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+    after = dict(model.named_parameters())
+    changed = {n for n, p in after.items() if not torch.equal(p.detach(), before[n])}
+    assert changed, "nothing learned"
+    assert all("lora_" in n for n in changed), "a base weight moved"
+    for adapter in ("speaker", "listener"):
+        assert any(f".{adapter}." in n for n in changed), f"adapter {adapter} never learned"
+    assert any(not torch.equal(a, b) for a, b in zip(critic.parameters(), critic_before,
+                                                      strict=True))
+
+
+def test_resume_reproduces_the_straight_run_exactly(tmp_path: Path,
+                                                    tiny_model_dir: Path) -> None:
+    scenario = _scenario(tmp_path, tiny_model_dir)
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train(scenario, straight, iterations=2, progress=False)
+    train(scenario, resumed, iterations=1, progress=False)
+    adapters = train(scenario, resumed, iterations=2, resume=True, progress=False)
+    assert adapters == resumed / "adapters"
+    one, two = _adapter_weights(straight / "adapters"), _adapter_weights(adapters)
+    assert one.keys() == two.keys() == {"listener", "speaker"}
+    for name in one:
+        assert all(torch.equal(one[name][key], two[name][key]) for key in one[name])
+    with pytest.raises(FileExistsError, match="earlier run"):
+        train(scenario, straight, iterations=3, progress=False)  # not resuming: refused
+    rows = [[{k: repr(v) for k, v in row.items() if k not in TIMING}  # repr: nan == nan
+             for row in read_metrics(run)] for run in (straight, resumed)]
+    assert len(rows[0]) == 2 and rows[0] == rows[1]
+
+
+def test_shared_policy_trains_one_adapter_that_the_run_can_play(
+    tmp_path: Path, tiny_model_dir: Path,
+) -> None:
+    scenario = _scenario(tmp_path, tiny_model_dir, shared_policy=True, critic="none")
+    out = tmp_path / "run"
+    adapters = train(scenario, out, iterations=1, progress=False)
+    weights = _adapter_weights(adapters)["shared"]
+    assert any(float(w.abs().sum()) > 0 for key, w in weights.items() if "lora_B" in key)
+    played = load_scenario(out / "scenario.yaml")
+    assert {a.options["adapter"] for a in played.agents.values()} == {"shared"}
+    (row,) = read_metrics(out)
+    assert row["value_loss"] == 0.0 and "kl" in row
+    state = torch.load(out / "checkpoints" / "iter_0001" / "state.pt", weights_only=True)
+    assert "critic" not in state and state["iteration"] == 1
+
+
+def test_resume_needs_a_checkpoint(tmp_path: Path, tiny_model_dir: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train(_scenario(tmp_path, tiny_model_dir), tmp_path / "none", resume=True,
+              progress=False)
+
+
+def test_a_scenario_without_llm_agents_has_nothing_to_train(tmp_path: Path,
+                                                            tiny_model_dir: Path) -> None:
+    data = yaml.safe_load(SCENARIO.replace("MODEL", str(tiny_model_dir)))
+    for spec in data["agents"].values():
+        spec.update(type="random", options={})
+    with pytest.raises(ValueError, match="no llm agents"):
+        adapter_names(TrainScenario.model_validate(data))
+
+
+def test_training_section_errors_name_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(textwrap.dedent("""\
+        name: bad
+        env: {game: referential}
+        agents: {speaker: {type: random}, listener: {type: random}}
+        training:
+          epochs: 0
+        """))
+    with pytest.raises(ScenarioError, match=r"bad.yaml:5: training.epochs"):
+        load_train_scenario(path)
+
+
+def test_iteration_seeds_depend_only_on_seed_and_iteration() -> None:
+    assert iteration_seed(0, 3) == iteration_seed(0, 3)
+    assert len({iteration_seed(0, i) for i in range(50)} | {iteration_seed(1, 0)}) == 51
+
+
+def test_bench_measures_ppo_against_the_bare_loop(tmp_path: Path, tiny_model_dir: Path) -> None:
+    path = tmp_path / "codes.yaml"
+    path.write_text(SCENARIO.replace("MODEL", str(tiny_model_dir)))
+    result = bench_train(path, episodes=2, epochs=1, repeats=1)
+    assert result["decisions"] >= 2 and result["tokens"] > 0
+    assert result["ppo_tokens_per_s"] > 0 and result["bare_tokens_per_s"] > 0
+    assert result["ratio"] == pytest.approx(result["bare_s"] / result["ppo_update_s"], rel=0.05)
+    assert "of bare" in render_train_bench(result)
+
+
+def test_an_update_moves_log_probs_the_way_of_the_advantage(
+    tmp_path: Path, tiny_model_dir: Path,
+) -> None:
+    scenario = _scenario(tmp_path, tiny_model_dir, entropy_coef=0.0, kl_coef=0.0, epochs=3,
+                         minibatches=1, actor_lr=0.003)
+    adapters = adapter_names(scenario)
+    learners = build_learners(scenario, sorted(set(adapters.values())))
+    model, tokenizer = learners.model, learners.engine.tokenizer
+    rollout = asyncio.run(collect_rollout(scenario_for_training(scenario, adapters),
+                                          learners.engine, 4, 0, 2))
+    trajectories = assemble(rollout.envelopes, tokenizer)
+    batch = prepare_batch(model, tokenizer, learners.critic, trajectories,
+                          trajectories.decisions, scenario.training)
+    sign = torch.tensor([1.0 if i % 2 == 0 else -1.0 for i in range(len(batch.decisions))])
+    batch = dataclasses.replace(batch, advantages=sign)
+    ppo_update(model, tokenizer, learners.critic, learners.optimisers, batch, scenario.training,
+               torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        after = torch.stack([score(model, d, tokenizer, d.trace.adapter)[0]
+                             for d in batch.decisions])
+    moved = (after - batch.old_logprobs) * sign.double()
+    assert float(moved.mean()) > 0 and int((moved > 0).sum()) >= 0.75 * len(moved)

@@ -1,0 +1,227 @@
+"""Trajectories from a hand-made envelope list; decision log-probs against the agents' own."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from agents.base import ModelConfig
+from agents.llm.actions import action_logprob, action_options
+from agents.llm.adapters import attach_adapters
+from agents.llm.engine import GenerationRequest, InferenceEngine
+from agents.llm.loading import load_model
+from agents.llm.sampling import sequence_logprobs
+from protocols import Envelope, PolicyTrace
+from protocols.messages import Kind
+from training.critic import critic_text
+from training.trajectory import Decision, Trajectories, assemble, score
+
+COLOURS = ["red", "blue", "green"]
+
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One torch thread: the tiny model gains nothing from more, and on a shared CPU
+    oversubscribed threads make every forward pass many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    return load_model(ModelConfig(name=str(tiny_model_dir), device="cpu"))
+
+
+def _env(kind: Kind, sender: str, recipient: str, episode: int, step: int,
+         payload: dict[str, Any], trace: PolicyTrace | None = None) -> Envelope:
+    schema = {"observation": "Observation@1", "say": "Hint@1", "action": "Action@1",
+              "reward": "Reward@1", "episode_end": "EpisodeEnd@1"}[kind]
+    return Envelope(run="r", episode=episode, step=step, sender=sender, recipient=recipient,
+                    kind=kind, schema=schema, payload=payload, trace=trace)
+
+
+def _obs(agent: str, episode: int, step: int, text: str) -> Envelope:
+    names = ["done"] if agent == "alice" else COLOURS
+    return _env("observation", "runner", agent, episode, step,
+                {"kind": "observation", "text": text, "action_names": names})
+
+
+def _act(agent: str, episode: int, step: int, action: int, trace: PolicyTrace) -> Envelope:
+    return _env("action", agent, "runner", episode, step, {"kind": "action", "action": action},
+                trace)
+
+
+def _reward(agent: str, episode: int, step: int, reward: float) -> Envelope:
+    return _env("reward", "runner", agent, episode, step, {"kind": "reward", "reward": reward})
+
+
+def _end(episode: int, step: int, returns: dict[str, float], success: bool) -> Envelope:
+    return _env("episode_end", "runner", "all", episode, step,
+                {"kind": "episode_end", "returns": returns, "steps": step + 1,
+                 "success": success})
+
+
+def _choice(tokenizer: PreTrainedTokenizerBase, chosen: int, **extra: Any) -> PolicyTrace:
+    options = action_options(tokenizer, COLOURS, [0, 1, 2])
+    return PolicyTrace(prompt_ids=[1, 2, 3], token_ids=options[chosen], logprobs=[-1.1],
+                       legal=[0, 1, 2], **extra)
+
+
+def _envelopes(tokenizer: PreTrainedTokenizerBase) -> list[Envelope]:
+    """Episode 0: both act at step 0, only bob at step 1; episode 1: both act once."""
+    said = PolicyTrace(prompt_ids=[1, 2], token_ids=[5, 6], logprobs=[-0.5, -0.1])
+    greedy = PolicyTrace(prompt_ids=[1, 2], token_ids=[5, 6], logprobs=[-0.5, -0.1],
+                         temperature=0.0)
+    only = PolicyTrace(prompt_ids=[1], token_ids=[7], logprobs=[0.0], legal=[0])
+    return [
+        _obs("alice", 0, 0, "alice sees the red target"), _obs("bob", 0, 0, "bob sees three"),
+        _env("say", "alice", "bob", 0, 0, {"text": "the red one"}, said),
+        _act("bob", 0, 0, 2, _choice(tokenizer, 2)), _act("alice", 0, 0, 0, only),
+        _reward("alice", 0, 0, 0.0), _reward("bob", 0, 0, 0.5),
+        _obs("bob", 0, 1, "bob sees two"), _act("bob", 0, 1, 1, _choice(tokenizer, 1)),
+        _reward("alice", 0, 1, 0.25), _reward("bob", 0, 1, 1.0),  # alice paid off-turn
+        _end(0, 1, {"alice": 0.25, "bob": 1.5}, True),
+        _obs("alice", 1, 0, "alice sees the blue target"), _obs("bob", 1, 0, "bob sees again"),
+        _env("say", "alice", "bob", 1, 0, {"text": "blue"}, greedy),
+        _act("bob", 1, 0, 0, _choice(tokenizer, 0, policy="ucb")), _act("alice", 1, 0, 0, only),
+        _reward("alice", 1, 0, 0.0), _reward("bob", 1, 0, 0.0),
+        _end(1, 0, {"alice": 0.0, "bob": 0.0}, False),
+    ]
+
+
+@pytest.fixture(scope="module")
+def trajectories(tiny: tuple[PreTrainedModel, PreTrainedTokenizerBase]) -> Trajectories:
+    return assemble(_envelopes(tiny[1]), tiny[1])
+
+
+def test_steps_are_grouped_per_agent_in_time_order(trajectories: Trajectories) -> None:
+    keys = [(s.agent, s.episode, s.step) for s in trajectories.steps]
+    assert keys == [("alice", 0, 0), ("alice", 1, 0), ("bob", 0, 0), ("bob", 0, 1), ("bob", 1, 0)]
+
+
+def test_rewards_and_dones(trajectories: Trajectories) -> None:
+    # alice's step-1 reward (she did not act then) goes to her latest step, step 0.
+    assert [s.reward for s in trajectories.steps] == [0.25, 0.0, 0.5, 1.0, 0.0]
+    assert [s.done for s in trajectories.steps] == [True, True, False, True, True]
+    returns = {(e.episode, e.success): e.returns for e in trajectories.episodes}
+    assert returns == {(0, True): {"alice": 0.25, "bob": 1.5}, (1, False): {"alice": 0.0,
+                                                                            "bob": 0.0}}
+
+
+def test_joint_record_holds_every_observation_and_message(trajectories: Trajectories) -> None:
+    joint = trajectories.joint[("r", 0, 0)]
+    assert {a: o.text for a, o in joint.observations.items()} == {
+        "alice": "alice sees the red target", "bob": "bob sees three"}
+    assert [m.payload for m in joint.messages] == [{"text": "the red one"}]
+    bob = trajectories.steps[2]
+    assert [m.payload for m in bob.inbox] == [{"text": "the red one"}]
+    assert bob.said == () and trajectories.steps[0].said == joint.messages
+
+
+def test_decisions_skip_single_choices_ucb_and_greedy_messages(
+    trajectories: Trajectories,
+) -> None:
+    found = [(d.kind, d.agent, d.step, d.chosen) for d in trajectories.decisions]
+    assert found == [("message", "alice", 0, 0), ("action", "bob", 2, 2),
+                     ("action", "bob", 3, 1)]
+    action = trajectories.decisions[1]
+    assert len(action.options) == 3 and action.rollout_logprob == pytest.approx(-1.1)
+
+
+def test_critic_texts_central_and_independent(trajectories: Trajectories) -> None:
+    bob = trajectories.steps[2]
+    central = critic_text(trajectories, bob, "central")
+    assert central.startswith("agent: bob")
+    assert "alice sees the red target" in central and "bob sees three" in central
+    assert 'message alice -> bob: {"text": "the red one"}' in central
+    independent = critic_text(trajectories, bob, "independent")
+    assert "bob sees three" in independent and "the red one" in independent
+    assert "alice sees" not in independent
+    alice = critic_text(trajectories, trajectories.steps[0], "independent")
+    assert "bob sees" not in alice and "the red one" not in alice  # she has no inbox
+
+
+def test_tokens_of_a_mismatched_action_are_an_error(
+    tiny: tuple[PreTrainedModel, PreTrainedTokenizerBase],
+) -> None:
+    envelopes = _envelopes(tiny[1])
+    bad = PolicyTrace(prompt_ids=[1], token_ids=[9, 9], logprobs=[-1.0], legal=[0, 1, 2])
+    envelopes[3] = _act("bob", 0, 0, 2, bad)
+    with pytest.raises(ValueError, match="tokens differ"):
+        assemble(envelopes, tiny[1])
+
+
+def test_an_action_after_the_step_was_scored_is_late_and_no_sample(
+    tiny: tuple[PreTrainedModel, PreTrainedTokenizerBase],
+) -> None:
+    envelopes = _envelopes(tiny[1])
+    late = envelopes.pop(3)  # bob's step-0 action, now after the step's rewards
+    envelopes.insert(6, late)
+    trajectories = assemble(envelopes, tiny[1])
+    assert trajectories.steps[2].action is None
+    assert [(d.agent, d.step) for d in trajectories.decisions] == [("alice", 0), ("bob", 3)]
+
+
+def test_action_score_is_action_logprob_with_exact_entropy(
+    tiny: tuple[PreTrainedModel, PreTrainedTokenizerBase], trajectories: Trajectories,
+) -> None:
+    model, tokenizer = tiny
+    prompt = tokenizer("Pick a colour:", add_special_tokens=False)["input_ids"]
+    options = action_options(tokenizer, COLOURS, [0, 1, 2])
+    trace = PolicyTrace(prompt_ids=prompt, token_ids=options[1], logprobs=[-1.0], legal=[0, 1, 2],
+                        temperature=1.5, epsilon=0.2)
+    decision = Decision("action", "bob", 0, trace, tuple(map(tuple, options)), 1)
+    with torch.no_grad():
+        logprob, entropy = score(model, decision, tokenizer, None)
+        expected = action_logprob(model, prompt, options, 1, temperature=1.5, epsilon=0.2)
+    assert float(logprob) == pytest.approx(float(expected), abs=1e-9)
+    assert 0.0 < float(entropy) <= math.log(3) + 1e-9
+
+
+def test_message_score_matches_the_sampler_and_sequence_logprobs(
+    tiny: tuple[PreTrainedModel, PreTrainedTokenizerBase],
+) -> None:
+    model, tokenizer = tiny
+    engine = InferenceEngine(model, tokenizer)
+    schema = json.dumps({"type": "object", "properties": {"code": {"enum": ["zub", "kep"]}},
+                         "required": ["code"], "additionalProperties": False})
+    prompt = tokenizer("Send a code:", add_special_tokens=False)["input_ids"]
+    request = GenerationRequest(prompt_ids=prompt, max_new_tokens=16, temperature=1.3, top_p=0.95,
+                                json_schema=schema, seed=5)
+    generation = asyncio.run(engine.generate(request))
+    trace = PolicyTrace(prompt_ids=prompt, token_ids=generation.token_ids,
+                        logprobs=generation.logprobs, constraint=schema, temperature=1.3,
+                        top_p=0.95)
+    with torch.no_grad():
+        logprob, entropy = score(model, Decision("message", "alice", 0, trace), tokenizer, None)
+        replayed = sequence_logprobs(model, prompt, generation.token_ids, json_schema=schema,
+                                     temperature=1.3, top_p=0.95, tokenizer=tokenizer)
+    assert float(logprob) == pytest.approx(float(replayed.sum()), abs=1e-5)
+    assert float(logprob) == pytest.approx(sum(generation.logprobs), abs=1e-4)
+    assert math.isfinite(float(entropy)) and float(entropy) > 0
+
+
+def test_message_entropy_has_a_finite_gradient_into_the_adapter(tiny_model_dir: Path) -> None:
+    model, tokenizer = load_model(ModelConfig(name=str(tiny_model_dir), device="cpu"))
+    peft = attach_adapters(model, ["speaker"], rank=2)
+    schema = json.dumps({"type": "object", "properties": {"code": {"enum": ["zub", "kep"]}},
+                         "required": ["code"], "additionalProperties": False})
+    tokens = tokenizer('{"code": "kep"}', add_special_tokens=False)["input_ids"]
+    trace = PolicyTrace(prompt_ids=[1, 2, 3], token_ids=[*tokens, 2], logprobs=[-0.1],
+                        constraint=schema, temperature=1.0)
+    logprob, entropy = score(peft, Decision("message", "x", 0, trace), tokenizer, "speaker")
+    (logprob + entropy).backward()  # type: ignore[no-untyped-call]
+    grads = [p.grad for n, p in peft.named_parameters() if "lora_B" in n]
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert any(float(g.abs().sum()) > 0 for g in grads if g is not None)

@@ -1,0 +1,146 @@
+"""`parley bench train`: PPO update throughput against a bare forward-and-backward loop.
+
+Both loops run in the same process, on the same model with the same adapters,
+over the same decisions of one rollout in the same minibatches, and count the
+same tokens (each decision's prompt plus its generated tokens, or plus all its
+legal options for an action). The bare loop is the ceiling: per decision one
+forward pass with gradients under its adapter (a plain language-model loss on
+the message tokens; the shared-prefix option scoring for an action), one
+backward per minibatch and an optimiser step; nothing else. The PPO update adds
+the schema-mask replay, the sampling distribution, entropies, the loss, the
+critic and gradient clipping. `prepare` (critic features, old and reference
+log-probs, once per iteration) is reported apart and in the total.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agents.llm.actions import option_scores
+from agents.llm.adapters import adapter_scope
+from training.rollout import collect_rollout
+from training.train_scenario import load_train_scenario
+from training.trainer import (
+    adapter_names,
+    build_learners,
+    scenario_for_training,
+)
+from training.trajectory import Decision, assemble
+from training.update import ppo_update, prepare_batch
+
+DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "referential_codes.yaml"
+TARGET = 0.70
+
+
+def bench_train(scenario: Path | None = None, episodes: int = 8, epochs: int = 2,
+                repeats: int = 2, model: str | None = None,
+                threads: int | None = None) -> dict[str, Any]:
+    """Tokens/s of the PPO update and of the bare loop, best of `repeats` each.
+
+    Args:
+        scenario: a scenario with LLM agents (default: referential_codes.yaml).
+        episodes: episodes of the one rollout whose decisions both loops train on.
+        epochs: passes over the decisions per measurement.
+        repeats: measurements per loop, alternating; the fastest counts (the
+            machine may be shared).
+        model: override the scenario's model (a folder), e.g. for a tiny model.
+        threads: torch threads for the whole process (None: the scenario's
+            `training.threads`, else torch's default).
+    """
+    overrides: dict[str, Any] = {"training.episodes_per_iteration": episodes,
+                                 "training.epochs": epochs,
+                                 "training.minibatches": min(2, episodes)}
+    if model is not None:
+        overrides["model"] = {"name": model, "device": "cpu"}
+    train_scenario = load_train_scenario(scenario or DEFAULT_SCENARIO, overrides)
+    config = train_scenario.training
+    threads = threads or config.threads
+    if threads is not None:
+        torch.set_num_threads(threads)
+    adapters = adapter_names(train_scenario)
+    learners = build_learners(train_scenario, sorted(set(adapters.values())))
+    lm, tokenizer = learners.model, learners.engine.tokenizer
+    playing = scenario_for_training(train_scenario, adapters)
+    rollout = asyncio.run(collect_rollout(playing, learners.engine, episodes, config.seed,
+                                          config.concurrency))
+    trajectories = assemble(rollout.envelopes, tokenizer)
+    decisions = [d for d in trajectories.decisions if d.trace.adapter is not None]
+    tokens = epochs * sum(d.tokens for d in decisions)
+    bare_optimiser = torch.optim.Adam(learners.optimisers["actor"].param_groups[0]["params"],
+                                      lr=1e-6)
+    ppo_s, prepare_s, bare_s = [], [], []
+    for repeat in range(repeats):
+        start = time.perf_counter()
+        _bare(lm, decisions, config.minibatches, epochs, bare_optimiser, repeat)
+        bare_s.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        batch = prepare_batch(lm, tokenizer, learners.critic, trajectories, decisions, config)
+        prepared = time.perf_counter()
+        ppo_update(lm, tokenizer, learners.critic, learners.optimisers, batch, config,
+                   torch.Generator().manual_seed(repeat))
+        ppo_s.append(time.perf_counter() - prepared)
+        prepare_s.append(prepared - start)
+    best_ppo, best_bare, best_prepare = min(ppo_s), min(bare_s), min(prepare_s)
+    return {
+        "scenario": train_scenario.name, "model": train_scenario.model.name,
+        "decisions": len(decisions), "epochs": epochs, "tokens": tokens,
+        "rollout_s": round(rollout.wall_s, 3),
+        "ppo_update_s": round(best_ppo, 3), "prepare_s": round(best_prepare, 3),
+        "bare_s": round(best_bare, 3),
+        "ppo_tokens_per_s": round(tokens / best_ppo, 1),
+        "ppo_with_prepare_tokens_per_s": round(tokens / (best_ppo + best_prepare), 1),
+        "bare_tokens_per_s": round(tokens / best_bare, 1),
+        "ratio": round(best_bare / best_ppo, 3),
+        "ratio_with_prepare": round(best_bare / (best_ppo + best_prepare), 3),
+        "target": TARGET, "threads": torch.get_num_threads(),
+    }
+
+
+def _bare(model: torch.nn.Module, decisions: list[Decision], minibatches: int, epochs: int,
+          optimiser: torch.optim.Optimizer, seed: int) -> None:
+    """The ceiling: forward with gradients, backward, step; nothing else."""
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        order = torch.randperm(len(decisions), generator=generator)
+        for chunk in order.tensor_split(max(1, min(minibatches, len(decisions)))):
+            losses = [_bare_loss(model, decisions[i]) for i in chunk.tolist()]
+            optimiser.zero_grad(set_to_none=True)
+            if losses:
+                torch.stack(losses).sum().backward()  # type: ignore[no-untyped-call]
+                optimiser.step()
+
+
+def _bare_loss(model: torch.nn.Module, decision: Decision) -> torch.Tensor:
+    trace = decision.trace
+    with adapter_scope(model, trace.adapter):
+        if decision.kind == "action":
+            return -option_scores(model, trace.prompt_ids, decision.options)[decision.chosen]
+        device = next(model.parameters()).device
+        inputs = torch.tensor([trace.prompt_ids + trace.token_ids[:-1]], device=device)
+        logits = model(input_ids=inputs, use_cache=False,
+                       logits_to_keep=len(trace.token_ids)).logits[0]
+    targets = torch.tensor(trace.token_ids, device=device)
+    return torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
+
+
+def render_train_bench(result: dict[str, Any]) -> str:
+    """The benchmark as a few human-readable lines."""
+    verdict = "meets" if result["ratio"] >= result["target"] else "misses"
+    return "\n".join([
+        f"PPO update benchmark: {result['scenario']} ({result['model']}), "
+        f"{result['decisions']} decisions x {result['epochs']} epochs = {result['tokens']} tokens,"
+        f" {result['threads']} threads",
+        f"  bare forward+backward  {result['bare_tokens_per_s']:>9.1f} tokens/s"
+        f"  ({result['bare_s']:.2f} s)",
+        f"  PPO update             {result['ppo_tokens_per_s']:>9.1f} tokens/s"
+        f"  ({result['ppo_update_s']:.2f} s)  = {result['ratio']:.0%} of bare "
+        f"({verdict} the {result['target']:.0%} target)",
+        f"  PPO incl. prepare      {result['ppo_with_prepare_tokens_per_s']:>9.1f} tokens/s"
+        f"  (+{result['prepare_s']:.2f} s features, old and reference log-probs)"
+        f"  = {result['ratio_with_prepare']:.0%} of bare",
+    ])

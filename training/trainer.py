@@ -1,0 +1,281 @@
+"""CTDE PPO for LLM agents: the training loop, in the order it runs (as CleanRL's ppo.py).
+
+One iteration:
+
+1. Roll out `episodes_per_iteration` episodes with the current LoRA adapters
+   (each learning agent plays its own adapter, or all share one).
+2. Assemble trajectories from the envelopes: agent-steps, joint steps, decisions.
+3. Critic: features of every agent-step's text from the frozen base model
+   (once), values from the value head.
+4. GAE per agent stream; each decision gets the advantage of its agent-step.
+5. Old log-probs (the sampled distribution) and reference log-probs (adapters
+   off), without gradients.
+6. PPO epochs over minibatches: new log-probs with gradients under each
+   decision's adapter, `ppo_loss`, one backward, clipped steps of the actor
+   (LoRA) and critic (value head) optimisers.
+7. Metrics, checkpoint.
+
+Steps 3-5 are `update.prepare_batch`, step 6 `update.ppo_update`. With
+`critic: none` there is no value head: advantages are discounted returns minus
+the batch's mean return (REINFORCE with a baseline). With `kl_coef: 0` the
+reference pass is skipped (and no KL is reported). Setting `threads` changes
+torch's thread count for the whole process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import shutil
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+import torch
+import yaml
+from peft import PeftModel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from agents.llm.adapters import attach_adapters, enable_adapter_grads, load_adapters, save_adapters
+from agents.llm.engine import InferenceEngine
+from agents.llm.loading import load_model
+from runtime.session import agent_seed
+from training.checkpoint import ADAPTERS, latest_checkpoint, restore_checkpoint, save_checkpoint
+from training.config import PPOConfig
+from training.critic import CentralCritic, hidden_size
+from training.metrics import MetricsWriter
+from training.rollout import Rollout, collect_rollout
+from training.train_scenario import TrainScenario
+from training.trajectory import Trajectories, assemble
+from training.update import Batch, ppo_update, prepare_batch
+
+log = structlog.get_logger()
+
+SHARED_ADAPTER = "shared"
+TRAINING_TIMEOUT_S = 3600.0
+
+
+def adapter_names(scenario: TrainScenario) -> dict[str, str]:
+    """Learning agent -> its adapter: every `llm` agent, its own name or `shared`."""
+    learners = [name for name, spec in scenario.agents.items() if spec.type == "llm"]
+    if not learners:
+        raise ValueError(f"scenario {scenario.name!r} has no llm agents to train")
+    return {name: SHARED_ADAPTER if scenario.training.shared_policy else name
+            for name in learners}
+
+
+def scenario_for_training(scenario: TrainScenario, adapters: dict[str, str]) -> TrainScenario:
+    """The scenario with each learning agent's `adapter` option naming its adapter.
+
+    The speak and act timeouts are raised to at least `TRAINING_TIMEOUT_S`: in a
+    rollout a late agent means a busy machine, not a fault, and the runner's
+    default action would not be the policy's sample.
+    """
+    agents = {name: spec.model_copy(update={"options": {**spec.options,
+                                                         "adapter": adapters[name]}})
+              if name in adapters else spec for name, spec in scenario.agents.items()}
+    timing = scenario.runtime
+    runtime = timing.model_copy(update={
+        "speak_timeout_s": max(timing.speak_timeout_s, TRAINING_TIMEOUT_S),
+        "action_timeout_s": max(timing.action_timeout_s, TRAINING_TIMEOUT_S)})
+    return scenario.model_copy(update={"agents": agents, "runtime": runtime})
+
+
+def iteration_seed(seed: int, iteration: int) -> int:
+    """The rollout seed of an iteration: a function of (base seed, iteration) only."""
+    return agent_seed(seed, f"iteration-{iteration}")
+
+
+def train(scenario: TrainScenario, out: Path, iterations: int | None = None,
+          resume: bool = False, progress: bool = True) -> Path:
+    """Train the scenario's LLM agents with CTDE PPO; returns the final adapters folder.
+
+    Args:
+        scenario: the scenario, its `training:` settings validated.
+        out: the run folder: metrics.csv, tensorboard/, checkpoints/, adapters/,
+            scenario.yaml (the scenario with the agents' adapter options set, for
+            `parley run OUT/scenario.yaml --adapters OUT/adapters`).
+        iterations: total iterations of the run (default: the scenario's).
+        resume: continue from the latest checkpoint in `out`.
+        progress: show a progress bar with live metrics.
+    """
+    config = scenario.training
+    total = iterations if iterations is not None else config.iterations
+    adapters = adapter_names(scenario)
+    playing = scenario_for_training(scenario, adapters)
+    checkpoint = latest_checkpoint(out) if resume else None
+    if resume and checkpoint is None:
+        raise FileNotFoundError(f"--resume: no checkpoint under {out / 'checkpoints'}")
+    if not resume and latest_checkpoint(out) is not None:
+        raise FileExistsError(f"{out} holds an earlier run: resume it or choose another folder")
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    learners = build_learners(scenario, sorted(set(adapters.values())), checkpoint)
+    engine, model, critic, optimisers = (learners.engine, learners.model, learners.critic,
+                                         learners.optimisers)
+    start = restore_checkpoint(checkpoint, critic, optimisers) if checkpoint else 0
+    _write_scenario(out, playing)
+    with MetricsWriter(out, start_iteration=start) as writer, \
+            _progress_bar(progress, total, start) as advance:
+        for iteration in range(start, total):
+            began = time.perf_counter()
+            # 1-2. Roll out with the current adapters; assemble trajectories.
+            rollout = asyncio.run(_collect(playing, engine, config, iteration))
+            trajectories = assemble(rollout.envelopes, engine.tokenizer)
+            decisions = [d for d in trajectories.decisions
+                         if d.trace.adapter in set(adapters.values())]
+            # 3-5. Values, advantages, old and reference log-probs.
+            prepared = time.perf_counter()
+            batch = prepare_batch(model, engine.tokenizer, critic, trajectories, decisions, config)
+            # 6. PPO epochs.
+            updated = time.perf_counter()
+            generator = torch.Generator().manual_seed(iteration_seed(config.seed, iteration) + 1)
+            losses = ppo_update(model, engine.tokenizer, critic, optimisers, batch, config,
+                                generator)
+            # 7. Metrics and checkpoint.
+            metrics = iteration_metrics(rollout, trajectories, batch, losses)
+            update_s = time.perf_counter() - updated
+            metrics |= {"prepare_s": updated - prepared, "update_s": update_s,
+                        "update_tokens_per_s": config.epochs * sum(d.tokens for d in decisions)
+                        / update_s, "wall_s": time.perf_counter() - began}
+            completed = iteration + 1
+            if completed % config.checkpoint_every == 0 or completed == total:
+                save_checkpoint(out, completed, model, critic, optimisers, metrics,
+                                config.keep_checkpoints)
+            writer.write(iteration, metrics)
+            log.info("iteration_done", iteration=iteration, **{k: round(v, 4) for k, v in
+                                                              metrics.items()})
+            advance(metrics)
+    return _save_final(model, out)
+
+
+@dataclass(frozen=True)
+class Learners:
+    """What learns: the engine's model with its adapters, the critic, their optimisers."""
+
+    engine: InferenceEngine
+    model: PeftModel
+    critic: CentralCritic | None
+    optimisers: dict[str, torch.optim.Optimizer]
+
+
+def build_learners(scenario: TrainScenario, adapters: list[str],
+                   checkpoint: Path | None = None) -> Learners:
+    """A fresh engine whose model carries `adapters` (fresh, or a checkpoint's), the critic
+    (None for `critic: none`) and Adam optimisers: `actor` over the LoRA parameters,
+    `critic` over the value head. Deterministic in `scenario.training.seed`."""
+    config = scenario.training
+    engine = InferenceEngine(*load_model(scenario.model), seed=config.seed)
+    model = _with_adapters(engine, adapters, config, checkpoint)
+    torch.manual_seed(config.seed)
+    critic = (CentralCritic(hidden_size(model), config.critic_hidden, config.critic,
+                            config.critic_pooling) if config.uses_critic else None)
+    optimisers: dict[str, torch.optim.Optimizer] = {
+        "actor": torch.optim.Adam(_trainable(model), lr=config.actor_lr, eps=1e-5)}
+    if critic is not None:
+        optimisers["critic"] = torch.optim.Adam(critic.parameters(), lr=config.critic_lr,
+                                                eps=1e-5)
+    return Learners(engine, model, critic, optimisers)
+
+
+def _with_adapters(engine: InferenceEngine, names: list[str], config: PPOConfig,
+                   checkpoint: Path | None) -> PeftModel:
+    """Attach fresh adapters (or a checkpoint's) to the engine's model, all trainable."""
+    torch.manual_seed(config.seed)  # LoRA A's initialisation
+    if checkpoint is None:
+        model = attach_adapters(engine.model, names, rank=config.lora_rank,
+                                alpha=int(config.lora_alpha))
+    else:
+        model = load_adapters(engine.model, checkpoint / ADAPTERS, is_trainable=True)
+    enable_adapter_grads(model, names)
+    model.eval()  # no dropout: the update's forward is the rollout's forward
+    engine.model = model
+    return model
+
+
+def _trainable(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The LoRA parameters, in name order (the same order fresh or loaded from disk)."""
+    return [p for _, p in sorted(model.named_parameters()) if p.requires_grad]
+
+
+async def _collect(scenario: TrainScenario, engine: InferenceEngine, config: PPOConfig,
+                   iteration: int) -> Rollout:
+    try:
+        return await collect_rollout(scenario, engine, config.episodes_per_iteration,
+                                     iteration_seed(config.seed, iteration), config.concurrency)
+    finally:
+        await engine.aclose()
+
+
+def iteration_metrics(rollout: Rollout, trajectories: Trajectories, batch: Batch,
+                      losses: dict[str, float]) -> dict[str, float]:
+    """What the iteration came to: outcomes, losses, message validity, speed."""
+    episodes = trajectories.episodes
+    successes = [float(e.success) for e in episodes if e.success is not None]
+    messages = rollout.valid + rollout.rejected
+    # How far the update's recomputed log-probs are from the sampler's (0 unless recomputed).
+    drift = (batch.old_logprobs - torch.tensor([d.rollout_logprob for d in batch.decisions],
+                                               dtype=torch.float64)).abs()
+    explained = 1.0 - float((batch.returns - batch.values).var() / batch.returns.var()) \
+        if len(batch.returns) > 1 and float(batch.returns.var()) > 0 else math.nan
+    metrics = {
+        "episodes": float(len(episodes)),
+        "return_mean": statistics.fmean(statistics.fmean(e.returns.values()) for e in episodes)
+        if episodes else math.nan,
+        "success_rate": statistics.fmean(successes) if successes else math.nan,
+        "message_validity": rollout.valid / messages if messages else math.nan,
+        "episodes_per_s": len(episodes) / rollout.wall_s if rollout.wall_s > 0 else math.nan,
+        "rollout_s": rollout.wall_s,
+        "decisions": float(len(batch.decisions)),
+        "explained_variance": explained,
+        "logprob_drift": float(drift.mean()) if len(drift) else 0.0,
+    }
+    # Without a reference pass (kl_coef 0) there is no KL to report.
+    skip = {"total"} | ({"kl"} if batch.ref_logprobs is None else set())
+    return metrics | {k: v for k, v in losses.items() if k not in skip}
+
+
+@contextmanager
+def _progress_bar(enabled: bool, total: int, start: int
+                  ) -> Iterator[Callable[[dict[str, float]], None]]:
+    """A rich progress bar over iterations whose status line shows the latest metrics."""
+    if not enabled:
+        yield lambda metrics: None
+        return
+    columns = (TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[status]}"))
+    with Progress(*columns) as bar:
+        task = bar.add_task("train", total=total, completed=start, status="")
+
+        def advance(metrics: dict[str, float]) -> None:
+            status = "  ".join(f"{key} {metrics[key]:.3g}" for key in
+                               ("success_rate", "return_mean", "entropy", "kl", "wall_s")
+                               if key in metrics)
+            bar.update(task, advance=1, status=status)
+
+        yield advance
+
+
+def _write_scenario(out: Path, scenario: TrainScenario) -> None:
+    """OUT/scenario.yaml: the scenario as trained, each agent naming its adapter."""
+    out.mkdir(parents=True, exist_ok=True)
+    data = scenario.model_dump(mode="json", by_alias=True, exclude_none=True)
+    (out / "scenario.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _save_final(model: PeftModel, out: Path) -> Path:
+    """OUT/adapters, replaced atomically (written aside, then renamed)."""
+    final = out / ADAPTERS
+    temporary = out / f".tmp_{ADAPTERS}"
+    if temporary.exists():
+        shutil.rmtree(temporary)
+    save_adapters(model, temporary)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(temporary, final)
+    return final

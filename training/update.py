@@ -1,0 +1,149 @@
+"""The PPO update of one iteration: values and advantages, then epochs over minibatches.
+
+`prepare_batch` runs once per rollout (critic features and values, GAE, old and
+reference log-probs, no gradients); `ppo_update` runs the epochs: per minibatch,
+new log-probs with gradients under each decision's adapter, `ppo_loss`, one
+backward, then a clipped step of each optimiser (actor: LoRA; critic: value head).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from transformers import PreTrainedTokenizerBase
+
+from training.config import PPOConfig
+from training.critic import CentralCritic
+from training.gae import compute_gae
+from training.ppo_loss import ppo_loss
+from training.trajectory import Decision, Trajectories, score
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One iteration's training data.
+
+    Policy side, one entry per decision: `decisions`, `advantages`,
+    `old_logprobs`, `ref_logprobs` (None when `kl_coef` is 0: no KL, no
+    reference pass). Value side, one row per agent-step: `features`,
+    `old_values` (the head's outputs at rollout) and `targets` (normalised
+    returns), all None without a critic; `values` and `returns` in reward units.
+    """
+
+    decisions: list[Decision]
+    advantages: Tensor
+    old_logprobs: Tensor
+    ref_logprobs: Tensor | None
+    features: Tensor | None
+    old_values: Tensor | None
+    targets: Tensor | None
+    values: Tensor
+    returns: Tensor
+
+
+def prepare_batch(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
+                  critic: CentralCritic | None, trajectories: Trajectories,
+                  decisions: list[Decision], config: PPOConfig) -> Batch:
+    """Steps 3-5: critic features and values, GAE, old and reference log-probs."""
+    steps = trajectories.steps
+    features = old_values = targets = None
+    values = torch.zeros(len(steps))
+    if critic is not None:
+        features = critic.features(model, tokenizer, trajectories)
+        with torch.no_grad():
+            old_values = critic(features)  # the head's own (normalised) outputs, for clipping
+        values = critic.normaliser.denormalise(old_values)
+    advantages, returns = _gae(trajectories, values, config)
+    if critic is not None:
+        critic.normaliser.update(returns)
+        targets = critic.normaliser.normalise(returns)
+    else:
+        advantages = returns - returns.mean()  # REINFORCE with the batch's mean as baseline
+    with torch.no_grad():
+        old = [score(model, d, tokenizer, d.trace.adapter)[0] if config.recompute_logprobs
+               else torch.tensor(d.rollout_logprob, dtype=torch.float64) for d in decisions]
+        ref = ([score(model, d, tokenizer, None)[0] for d in decisions]
+               if config.kl_coef > 0 else None)
+    index = torch.tensor([d.step for d in decisions], dtype=torch.long)
+    return Batch(decisions, advantages[index], _stack(old), None if ref is None else _stack(ref),
+                 features, old_values, targets, values, returns)
+
+
+def _stack(values: list[Tensor]) -> Tensor:
+    return torch.stack(values).double().cpu() if values else torch.zeros(0, dtype=torch.float64)
+
+
+def _gae(trajectories: Trajectories, values: Tensor, config: PPOConfig) -> tuple[Tensor, Tensor]:
+    """Advantages and returns per agent-step, one GAE stream per agent."""
+    steps = trajectories.steps
+    rewards = torch.tensor([s.reward for s in steps], dtype=torch.float32)
+    dones = torch.tensor([s.done for s in steps], dtype=torch.float32)
+    lam = config.gae_lambda if config.uses_critic else 1.0  # no critic: Monte-Carlo returns
+    advantages, returns = torch.zeros(len(steps)), torch.zeros(len(steps))
+    start = 0
+    while start < len(steps):
+        end = start
+        while end < len(steps) and steps[end].agent == steps[start].agent:
+            end += 1
+        # Every stream ends with a done step, so next_value is never used.
+        a, r = compute_gae(rewards[start:end], values[start:end].float(), dones[start:end],
+                           torch.tensor(0.0), config.gamma, lam)
+        advantages[start:end], returns[start:end] = a, r
+        start = end
+    return advantages, returns
+
+
+def ppo_update(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
+               critic: CentralCritic | None, optimisers: dict[str, torch.optim.Optimizer],
+               batch: Batch, config: PPOConfig, generator: torch.Generator) -> dict[str, float]:
+    """Step 6: PPO epochs over minibatches; returns the mean of each loss part."""
+    n, m = len(batch.decisions), len(batch.returns)
+    chunks = max(1, min(config.minibatches, n if n else m))
+    sums: dict[str, float] = {}
+    count = 0
+    for _ in range(config.epochs):
+        decision_order = torch.randperm(n, generator=generator)
+        step_order = torch.randperm(m, generator=generator)
+        for d_idx, s_idx in zip(decision_order.tensor_split(chunks),
+                                step_order.tensor_split(chunks), strict=True):
+            parts = _minibatch_loss(model, tokenizer, critic, batch, d_idx, s_idx, config)
+            for optimiser in optimisers.values():
+                optimiser.zero_grad(set_to_none=True)
+            if parts["total"].requires_grad:
+                parts["total"].backward()  # type: ignore[no-untyped-call]
+                for optimiser in optimisers.values():
+                    params = [p for group in optimiser.param_groups for p in group["params"]]
+                    torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+                    optimiser.step()
+            for key, value in parts.items():
+                sums[key] = sums.get(key, 0.0) + float(value.detach())
+            count += 1
+    return {key: total / count for key, total in sums.items()}
+
+
+def _minibatch_loss(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
+                    critic: CentralCritic | None, batch: Batch, d_idx: Tensor, s_idx: Tensor,
+                    config: PPOConfig) -> dict[str, Tensor]:
+    """The loss of one minibatch: decisions `d_idx`, agent-steps `s_idx`."""
+    if len(d_idx):
+        scored = [score(model, batch.decisions[i], tokenizer, batch.decisions[i].trace.adapter)
+                  for i in d_idx.tolist()]
+        new_logprobs = torch.stack([lp for lp, _ in scored]).cpu()
+        entropy = torch.stack([h for _, h in scored]).cpu()
+        old, adv = batch.old_logprobs[d_idx], batch.advantages[d_idx].double()
+        ref = batch.ref_logprobs[d_idx] if batch.ref_logprobs is not None else None
+    else:  # no decision to learn from: the policy terms are zero, the critic still learns
+        new_logprobs = entropy = old = adv = torch.zeros(1, dtype=torch.float64)
+        ref = None
+    new_values = old_values = targets = None
+    if critic is not None:
+        assert batch.features is not None and batch.old_values is not None
+        new_values = critic(batch.features[s_idx])
+        old_values = batch.old_values[s_idx]
+        targets = batch.targets[s_idx] if batch.targets is not None else None
+    out = ppo_loss(new_logprobs, old, adv, new_values, old_values, targets, entropy, ref, config)
+    return {"total": out.total, "policy_loss": out.policy, "value_loss": out.value,
+            "entropy": out.entropy, "kl": out.kl, "approx_kl": out.approx_kl,
+            "clipfrac": out.clipfrac}
