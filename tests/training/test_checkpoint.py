@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,16 +20,6 @@ from training.checkpoint import (
     save_checkpoint,
 )
 from training.critic import CentralCritic
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One torch thread: the tiny model gains nothing from more, and on a shared CPU
-    oversubscribed threads make every forward pass many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _lora(model: torch.nn.Module) -> dict[str, torch.Tensor]:

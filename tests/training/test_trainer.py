@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,14 +65,6 @@ TIMING = {"wall_s", "rollout_s", "prepare_s", "update_s", "episodes_per_s",
 
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One torch thread: the tiny model gains nothing from more, and on a shared CPU
-    oversubscribed threads make every forward pass many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _scenario(tmp_path: Path, tiny_model_dir: Path, **training: Any) -> TrainScenario:
