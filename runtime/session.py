@@ -97,25 +97,31 @@ async def _wind_down(serving: list[asyncio.Task[None]], side: list[asyncio.Task[
     await asyncio.gather(*pending, return_exceptions=True)
 
 
-def summarise(scenario: Scenario, results: list[EpisodeResult], bus: Bus, runner: Runner,
-              agents: list[Agent], wall_s: float) -> dict[str, Any]:
-    """The run summary that `--summary` writes."""
+def episodes_summary(scenario: Scenario, results: list[EpisodeResult],
+                     wall_s: float) -> dict[str, Any]:
+    """What the episodes came to: mean returns, success rate, steps, each episode's."""
     names = list(scenario.agents)
     successes = [r.success for r in results if r.success is not None]
-    summary: dict[str, Any] = {
+    return {
         "scenario": scenario.name,
         "episodes": len(results),
         "returns": {a: statistics.fmean(r.returns.get(a, 0.0) for r in results) for a in names},
         "success_rate": statistics.fmean(successes) if successes else None,
         "steps": sum(r.steps for r in results),
-        "messages": bus.stats.as_dict(),
-        "incidents": {"late": runner.incidents.late, "failed": runner.incidents.failed,
-                      "illegal": runner.incidents.illegal},
         "wall_s": round(wall_s, 3),
         "per_episode": [
             {"returns": r.returns, "success": r.success, "steps": r.steps} for r in results
         ],
     }
+
+
+def summarise(scenario: Scenario, results: list[EpisodeResult], bus: Bus, runner: Runner,
+              agents: list[Agent], wall_s: float) -> dict[str, Any]:
+    """The run summary that `--summary` writes."""
+    summary = episodes_summary(scenario, results, wall_s)
+    summary["messages"] = bus.stats.as_dict()
+    summary["incidents"] = {"late": runner.incidents.late, "failed": runner.incidents.failed,
+                            "illegal": runner.incidents.illegal}
     llm = [a.llm_stats.as_dict() for a in agents if hasattr(a, "llm_stats")]
     if llm:
         summary["llm"] = {key: sum(s[key] for s in llm) for key in llm[0]}

@@ -3,10 +3,10 @@
 Both loops run in the same process, on the same model with the same adapters,
 over the same decisions of one rollout in the same minibatches, and count the
 same tokens (each decision's prompt plus its generated tokens, or plus all its
-legal options for an action). The bare loop is the ceiling: per decision one
-forward pass with gradients under its adapter (a plain language-model loss on
-the message tokens; the shared-prefix option scoring for an action), one
-backward per minibatch and an optimiser step; nothing else. The PPO update adds
+legal options for an action). The bare loop is the ceiling: per minibatch and
+adapter the update's two batched forward passes with gradients (a plain
+language-model loss on the message tokens; the shared-prefix option scoring of
+the actions), one backward and an optimiser step; nothing else. The PPO update adds
 the schema-mask replay, the sampling distribution, entropies, the loss, the
 critic and gradient clipping. `prepare` (critic features, old and reference
 log-probs, once per iteration) is reported apart and in the total.
@@ -21,8 +21,8 @@ from typing import Any
 
 import torch
 
-from agents.llm.actions import option_scores
 from agents.llm.adapters import adapter_scope
+from agents.llm.decoding import forward, left_pad, option_totals
 from training.rollout import collect_rollout
 from training.train_scenario import load_train_scenario
 from training.trainer import (
@@ -103,29 +103,45 @@ def bench_train(scenario: Path | None = None, episodes: int = 8, epochs: int = 2
 
 def _bare(model: torch.nn.Module, decisions: list[Decision], minibatches: int, epochs: int,
           optimiser: torch.optim.Optimizer, seed: int) -> None:
-    """The ceiling: forward with gradients, backward, step; nothing else."""
+    """The ceiling: batched forward with gradients, backward, step; nothing else."""
     generator = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
         order = torch.randperm(len(decisions), generator=generator)
         for chunk in order.tensor_split(max(1, min(minibatches, len(decisions)))):
-            losses = [_bare_loss(model, decisions[i]) for i in chunk.tolist()]
+            groups: dict[str | None, list[Decision]] = {}
+            for i in chunk.tolist():
+                groups.setdefault(decisions[i].trace.adapter, []).append(decisions[i])
+            losses = [_bare_loss(model, group, adapter) for adapter, group in groups.items()]
             optimiser.zero_grad(set_to_none=True)
             if losses:
                 torch.stack(losses).sum().backward()  # type: ignore[no-untyped-call]
                 optimiser.step()
 
 
-def _bare_loss(model: torch.nn.Module, decision: Decision) -> torch.Tensor:
-    trace = decision.trace
-    with adapter_scope(model, trace.adapter):
-        if decision.kind == "action":
-            return -option_scores(model, trace.prompt_ids, decision.options)[decision.chosen]
-        device = next(model.parameters()).device
-        inputs = torch.tensor([trace.prompt_ids + trace.token_ids[:-1]], device=device)
-        logits = model(input_ids=inputs, use_cache=False,
-                       logits_to_keep=len(trace.token_ids)).logits[0]
-    targets = torch.tensor(trace.token_ids, device=device)
-    return torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
+def _bare_loss(model: torch.nn.Module, decisions: list[Decision], adapter: str | None
+               ) -> torch.Tensor:
+    """Negative log-likelihood of the decisions' tokens, in the update's two batches."""
+    actions = [d for d in decisions if d.kind == "action"]
+    messages = [d for d in decisions if d.trace.token_ids and d.kind == "message"]
+    loss = torch.zeros((), dtype=torch.float64)
+    device = next(model.parameters()).device
+    with adapter_scope(model, adapter):
+        if actions:
+            totals = option_totals(model, [(d.trace.prompt_ids, d.options) for d in actions], 0)
+            loss = loss - sum((t[d.chosen] for d, t in zip(actions, totals, strict=True)),
+                              torch.zeros((), dtype=torch.float64))
+        if messages:
+            traces = [d.trace for d in messages]
+            ids, attention = left_pad([t.prompt_ids + t.token_ids[:-1] for t in traces], 0,
+                                      device)
+            longest = max(len(t.token_ids) for t in traces)
+            logits, _ = forward(model, ids, attention, None, logits_to_keep=longest)
+            for row, trace in enumerate(traces):
+                own = logits[row, longest - len(trace.token_ids):]
+                targets = torch.tensor(trace.token_ids, device=device)
+                loss = loss + torch.nn.functional.cross_entropy(own, targets,
+                                                                reduction="sum").double()
+    return loss
 
 
 def render_train_bench(result: dict[str, Any]) -> str:

@@ -12,7 +12,23 @@ import json
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from runtime.cli import positive
+
+SET_HELP = ("override a scenario setting, e.g. --set training.critic=none "
+            "(the value is read as YAML; repeat for several)")
+
+
+def setting(text: str) -> tuple[str, Any]:
+    """`KEY=VALUE` of `--set`: a dotted scenario path and a YAML value."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError as error:
+        raise argparse.ArgumentTypeError(f"{key}: value is not YAML: {error}") from None
 
 
 def register(commands: Any) -> None:
@@ -23,6 +39,8 @@ def register(commands: Any) -> None:
     train.add_argument("--out", type=Path, help="run folder (default: runs/<scenario name>)")
     train.add_argument("--resume", type=Path, help="continue the run in this folder")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--set", type=setting, action="append", default=[], dest="settings",
+                       metavar="KEY=VALUE", help=SET_HELP)
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("eval", help="success rate and return with 95%% intervals")
@@ -32,7 +50,23 @@ def register(commands: Any) -> None:
     evaluate.add_argument("--seed", type=int, default=10_000,
                           help="episodes seeds start here; kept apart from training seeds")
     evaluate.add_argument("--summary", type=Path, help="write the evaluation as JSON")
+    evaluate.add_argument("--concurrency", type=positive, default=1,
+                          help="episodes at once, their model calls batched (default 1)")
+    evaluate.add_argument("--set", type=setting, action="append", default=[], dest="settings",
+                          metavar="KEY=VALUE", help=SET_HELP)
     evaluate.set_defaults(handler=_eval)
+
+    ablation = commands.add_parser("ablate", help="train and evaluate variants over seeds")
+    ablation.add_argument("scenario", type=Path)
+    ablation.add_argument("--variants", type=Path, required=True,
+                          help="YAML: `variants:` mapping names to --set overrides")
+    ablation.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ablation.add_argument("--iterations", type=positive, help="default: the scenario's setting")
+    ablation.add_argument("--episodes", type=positive, default=200, help="evaluation episodes")
+    ablation.add_argument("--jobs", type=positive, default=1, help="runs at once")
+    ablation.add_argument("--threads", type=positive, default=1, help="torch threads per run")
+    ablation.add_argument("--out", type=Path, default=Path("runs/ablation"))
+    ablation.set_defaults(handler=_ablate)
 
     plot = commands.add_parser("plot", help="PNG learning curves of a training run")
     plot.add_argument("run", type=Path)
@@ -43,7 +77,7 @@ def _train(args: argparse.Namespace) -> int:
     from training.train_scenario import load_train_scenario
     from training.trainer import train
 
-    scenario = load_train_scenario(args.scenario)
+    scenario = load_train_scenario(args.scenario, dict(args.settings))
     out = args.resume or args.out or Path("runs") / scenario.name
     adapters = train(scenario, out, iterations=args.iterations, resume=args.resume is not None,
                      progress=not args.no_progress)
@@ -55,11 +89,22 @@ def _eval(args: argparse.Namespace) -> int:
     from runtime.scenario import load_scenario
     from training.evaluate import evaluate, render_eval
 
-    scenario = load_scenario(args.scenario)
-    summary = asyncio.run(evaluate(scenario, args.episodes, args.seed, args.adapters))
+    scenario = load_scenario(args.scenario, dict(args.settings))
+    summary = asyncio.run(evaluate(scenario, args.episodes, args.seed, args.adapters,
+                                   args.concurrency))
     print(render_eval(summary))
     if args.summary:
         args.summary.write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+def _ablate(args: argparse.Namespace) -> int:
+    from training.ablation import ablate, load_variants
+
+    table = ablate(args.scenario, load_variants(args.variants), args.seeds, args.out,
+                   args.iterations, args.episodes, args.jobs, args.threads)
+    print(table.read_text(), end="")
+    print(f"plot: {args.out / 'ablation.png'}")
     return 0
 
 

@@ -85,6 +85,12 @@ class PPOConfig(BaseModel):
     lora_alpha: float = Field(
         default=16.0, gt=0.0, description="LoRA alpha; the update is scaled by alpha / rank."
     )
+    lora_layers: int | None = Field(
+        default=None,
+        ge=1,
+        description="Put the LoRA adapters in the top N transformer layers only (None: all). "
+        "The backward pass stops below the lowest adapter, so each update costs less.",
+    )
     shared_policy: bool = Field(
         default=False,
         description="All agents share one adapter (parameter sharing) instead of one each.",

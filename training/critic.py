@@ -32,19 +32,37 @@ from training.trajectory import AgentStep, Trajectories
 Pooling = Literal["mean", "last"]
 
 
-def critic_text(trajectories: Trajectories, step: AgentStep, kind: CriticKind) -> str:
-    """The critic's input for `step.agent` at that step (`kind` central or independent)."""
-    lines = [f"agent: {step.agent}"]
+Phase = Literal["speak", "act"]
+PHASES: tuple[Phase, Phase] = ("speak", "act")
+
+
+def critic_text(trajectories: Trajectories, step: AgentStep, kind: CriticKind,
+                phase: Phase = "act") -> str:
+    """The critic's input for `step.agent` at one decision point of that step.
+
+    A step has two decision points, and the critic sees what existed at each: at
+    `speak` the observations only, at `act` also the step's messages. A value
+    that read the speaker's own message would predict the outcome of that very
+    message, and its advantage would average to zero: the speaker could not learn.
+    """
+    lines = [f"agent: {step.agent}", f"phase: {phase}"]
     if kind == "central":
         joint = trajectories.joint_of(step)
         lines += [f"observation of {name}: {obs.text}" for name, obs in joint.observations.items()]
-        lines += [_message_line(env) for env in joint.messages]
+        if phase == "act":
+            lines += [_message_line(env) for env in joint.messages]
     elif kind == "independent":
         lines.append(f"observation: {step.observation.text}")
-        lines += [_message_line(env) for env in step.inbox]
+        if phase == "act":
+            lines += [_message_line(env) for env in step.inbox]
     else:
         raise ValueError(f"critic {kind!r} reads no text")
     return "\n".join(lines)
+
+
+def value_row(step: int, kind: Literal["message", "action"]) -> int:
+    """The value row of a decision of agent-step `step`: messages at speak, actions at act."""
+    return 2 * step + (0 if kind == "message" else 1)
 
 
 def _message_line(env: Envelope) -> str:
@@ -124,14 +142,24 @@ class CentralCritic(nn.Module):
         self.normaliser = ValueNormaliser()
 
     def texts(self, trajectories: Trajectories) -> list[str]:
-        """The critic's input text of every agent-step, in `trajectories.steps` order."""
-        return [critic_text(trajectories, step, self.kind) for step in trajectories.steps]
+        """The critic's input texts: two rows per agent-step (speak, then act), in
+        `trajectories.steps` order (`value_row` maps a decision to its row)."""
+        return [critic_text(trajectories, step, self.kind, phase)
+                for step in trajectories.steps for phase in PHASES]
 
     def features(
         self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, trajectories: Trajectories
     ) -> torch.Tensor:
-        """Features of every agent-step: computed once per rollout, no gradient."""
-        return text_features(model, tokenizer, self.texts(trajectories), self.pooling)
+        """Features of every row of `texts`: computed once per rollout, no gradient.
+
+        Identical texts (a step without messages reads the same at both phases) are
+        encoded once.
+        """
+        texts = self.texts(trajectories)
+        unique = list(dict.fromkeys(texts))
+        encoded = text_features(model, tokenizer, unique, self.pooling)
+        where = {text: row for row, text in enumerate(unique)}
+        return encoded[torch.tensor([where[text] for text in texts], dtype=torch.long)]
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """Normalised values, shape (rows,)."""

@@ -16,7 +16,7 @@ def compute_gae(
     values: Tensor,
     dones: Tensor,
     next_value: Tensor,
-    gamma: float,
+    gamma: float | Tensor,
     lam: float,
 ) -> tuple[Tensor, Tensor]:
     """Advantages and returns of a time-major batch of transitions.
@@ -35,7 +35,8 @@ def compute_gae(
         dones: 1 where the episode ended after step t, else 0 (bool, int or float).
         next_value: V of the state after the last step, shape `rewards.shape[1:]`;
             ignored where `dones[T-1]` is set.
-        gamma: discount factor.
+        gamma: discount factor; a tensor shaped like `rewards` gives each step's own
+            (the trainer discounts by 1 between the speak and act phases of a step).
         lam: GAE lambda.
 
     Returns:
@@ -50,6 +51,12 @@ def compute_gae(
     values = values.detach()
     rewards = rewards.detach().to(values.dtype)
     not_done = 1.0 - dones.detach().to(values.dtype)
+    if isinstance(gamma, Tensor):
+        if gamma.shape != rewards.shape:
+            raise ValueError(
+                f"gamma has shape {tuple(gamma.shape)}, rewards {tuple(rewards.shape)}"
+            )
+        gamma = gamma.detach().to(values.dtype)
     next_values = torch.cat([values[1:], next_value.detach().to(values.dtype).unsqueeze(0)])
     # The deltas do not depend on each other, so compute them at once; only the
     # lambda-discounted sum needs the loop.
@@ -57,7 +64,8 @@ def compute_gae(
     advantages = torch.empty_like(values)
     running = torch.zeros_like(values[0])
     for t in range(values.shape[0] - 1, -1, -1):
-        running = deltas[t] + gamma * lam * not_done[t] * running
+        discount = gamma[t] if isinstance(gamma, Tensor) else gamma
+        running = deltas[t] + discount * lam * not_done[t] * running
         advantages[t] = running
     return advantages, advantages + values
 

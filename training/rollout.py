@@ -65,9 +65,12 @@ async def collect(
 
 
 async def collect_rollout(
-    scenario: Scenario, engine: InferenceEngine, episodes: int, seed: int, concurrency: int
+    scenario: Scenario, engine: InferenceEngine, episodes: int, seed: int, concurrency: int,
+    adapters_dir: str | None = None,
 ) -> Rollout:
     """Like `collect`, with the episode results and the LLM agents' message counters.
+
+    `adapters_dir` hands LLM agents trained adapters to play, as `parley run --adapters`.
 
     Raises:
         ValueError: when the scenario has remote agents (training plays every agent
@@ -82,7 +85,7 @@ async def collect_rollout(
     registry = scenario.registry()
     blocks = _blocks(episodes, concurrency)
     slots = await asyncio.gather(
-        *(_play_slot(scenario, engine, registry, seed, slot, first, count)
+        *(_play_slot(scenario, engine, registry, seed, slot, first, count, adapters_dir)
           for slot, (first, count) in enumerate(blocks))
     )
     envelopes = [env for kept, _, _ in slots for env in kept]
@@ -109,7 +112,8 @@ def _blocks(episodes: int, concurrency: int) -> list[tuple[int, int]]:
 
 
 def build_slot_agents(
-    scenario: Scenario, registry: SchemaRegistry, seed: int, engine: InferenceEngine
+    scenario: Scenario, registry: SchemaRegistry, seed: int, engine: InferenceEngine,
+    adapters_dir: str | None = None,
 ) -> list[Agent]:
     """One instance of every agent; LLM agents get the shared `engine`.
 
@@ -121,6 +125,7 @@ def build_slot_agents(
         context = AgentContext(
             name=name, routes=scenario.routes_of(name), registry=registry,
             options=spec.options, seed=agent_seed(seed, name), model=scenario.model,
+            adapters_dir=adapters_dir,
         )
         agent = (LLMAgent(context, engine=engine) if spec.type == "llm"
                  else build_agent(spec.type, context))
@@ -130,14 +135,14 @@ def build_slot_agents(
 
 async def _play_slot(
     scenario: Scenario, engine: InferenceEngine, registry: SchemaRegistry, seed: int,
-    slot: int, first: int, count: int,
+    slot: int, first: int, count: int, adapters_dir: str | None,
 ) -> tuple[list[Envelope], list[EpisodeResult], list[Agent]]:
     """Play episodes `first .. first + count - 1` on a bus of their own."""
     env = make_env(scenario.env)
     unknown = set(scenario.agents) ^ set(env.possible_agents)
     if unknown:
         raise ValueError(f"agents in the scenario and the env differ: {', '.join(sorted(unknown))}")
-    agents = build_slot_agents(scenario, registry, seed + first, engine)
+    agents = build_slot_agents(scenario, registry, seed + first, engine, adapters_dir)
     kept: list[Envelope] = []
     async with LocalBus(f"{scenario.name}-{seed}-{slot}", registry) as bus:
         subscribed = asyncio.Event()

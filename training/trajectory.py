@@ -32,8 +32,9 @@ from typing import Literal
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from agents.llm.actions import action_distribution, action_options, option_scores, per_token
+from agents.llm.actions import action_distribution, action_options, per_token
 from agents.llm.adapters import adapter_scope
+from agents.llm.decoding import forward, left_pad, option_totals
 from agents.llm.grammar import schema_grammar
 from agents.llm.sampling import logits_width, sampling_logprobs, stop_token_ids
 from protocols import Action, Envelope, EpisodeEnd, Observation, PolicyTrace, Reward
@@ -241,15 +242,46 @@ def score(
     Returns:
         (log-prob, entropy), float64 0-dim tensors.
     """
-    if decision.kind == "action":
-        with adapter_scope(model, adapter):
-            totals = option_scores(model, decision.trace.prompt_ids, decision.options)
-        scores = per_token(totals, decision.options)  # as the agent compares options
-        probs = action_distribution(scores, decision.trace.temperature, decision.trace.epsilon)
-        # The clamp keeps 0 * log 0 at 0 with a finite gradient (greedy's one-hot).
-        entropy = -(probs * torch.log(probs.clamp_min(1e-300))).sum()
-        return torch.log(probs[decision.chosen]), entropy
-    logprobs = _token_logprobs(model, decision.trace, tokenizer, adapter)
+    return score_batch(model, [decision], tokenizer, adapter)[0]
+
+
+def score_batch(
+    model: torch.nn.Module,
+    decisions: Sequence[Decision],
+    tokenizer: PreTrainedTokenizerBase,
+    adapter: str | None,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """`score` of several decisions under one adapter, in two batched forward passes.
+
+    All actions' prompts run as one batch (their options share each prompt's KV
+    cache), all messages as another; one batched pass costs far less than one
+    pass per decision on a CPU, whose matrix kernels idle on one short sequence.
+    """
+    actions = [d for d in decisions if d.kind == "action"]
+    messages = [d for d in decisions if d.kind == "message"]
+    scored: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    with adapter_scope(model, adapter):
+        if actions:
+            totals = option_totals(model, [(d.trace.prompt_ids, d.options) for d in actions], 0)
+            for decision, total in zip(actions, totals, strict=True):
+                scored[id(decision)] = _action_score(decision, total)
+        if messages:
+            for decision, logprobs in zip(messages, _token_logprobs(model, messages, tokenizer),
+                                          strict=True):
+                scored[id(decision)] = _message_score(decision, logprobs)
+    return [scored[id(d)] for d in decisions]
+
+
+def _action_score(decision: Decision, totals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    scores = per_token(totals, decision.options)  # as the agent compares options
+    probs = action_distribution(scores, decision.trace.temperature, decision.trace.epsilon)
+    # The clamp keeps 0 * log 0 at 0 with a finite gradient (greedy's one-hot).
+    entropy = -(probs * torch.log(probs.clamp_min(1e-300))).sum()
+    return torch.log(probs[decision.chosen]), entropy
+
+
+def _message_score(decision: Decision, logprobs: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
     targets = torch.tensor(decision.trace.token_ids, device=logprobs.device)
     picked = logprobs.gather(-1, targets[:, None]).squeeze(-1)
     # Masked-out tokens have log-prob -inf and probability 0: they add 0 (and no NaN).
@@ -259,19 +291,25 @@ def score(
 
 
 def _token_logprobs(
-    model: torch.nn.Module, trace: PolicyTrace, tokenizer: PreTrainedTokenizerBase,
-    adapter: str | None,
-) -> torch.Tensor:
-    """(tokens, vocab) log-probs of each position's sampling distribution."""
+    model: torch.nn.Module, messages: Sequence[Decision], tokenizer: PreTrainedTokenizerBase,
+) -> list[torch.Tensor]:
+    """Per message, (tokens, vocab) log-probs of each position's sampling distribution."""
     device = next(model.parameters()).device
-    tokens = trace.token_ids
-    inputs = torch.tensor([trace.prompt_ids + tokens[:-1]], device=device)
-    with adapter_scope(model, adapter):
-        logits = model(input_ids=inputs, use_cache=False, logits_to_keep=len(tokens)).logits[0]
-    logits = logits.float()
-    if trace.constraint is not None:
-        grammar = schema_grammar(tokenizer, logits_width(model), stop_token_ids(model, tokenizer))
-        allowed = grammar.replay_masks(trace.constraint, tokens).to(device)
-        logits = logits.masked_fill(~allowed, float("-inf"))
-    keep = torch.tensor(tokens, device=device)
-    return sampling_logprobs(logits, trace.temperature, trace.top_p, keep=keep)
+    traces = [d.trace for d in messages]
+    ids, attention = left_pad([t.prompt_ids + t.token_ids[:-1] for t in traces], 0, device)
+    # Left padding lines every row's last tokens up: keep the logits of the longest message.
+    longest = max(len(t.token_ids) for t in traces)
+    logits, _ = forward(model, ids, attention, None, logits_to_keep=longest)
+    grammar = None
+    out = []
+    for row, trace in enumerate(traces):
+        tokens = trace.token_ids
+        own = logits[row, longest - len(tokens):]
+        if trace.constraint is not None:
+            grammar = grammar or schema_grammar(tokenizer, logits_width(model),
+                                                stop_token_ids(model, tokenizer))
+            allowed = grammar.replay_masks(trace.constraint, tokens).to(device)
+            own = own.masked_fill(~allowed, float("-inf"))
+        keep = torch.tensor(tokens, device=device)
+        out.append(sampling_logprobs(own, trace.temperature, trace.top_p, keep=keep))
+    return out

@@ -15,10 +15,10 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from training.config import PPOConfig
-from training.critic import CentralCritic
+from training.critic import CentralCritic, value_row
 from training.gae import compute_gae
 from training.ppo_loss import ppo_loss
-from training.trajectory import Decision, Trajectories, score
+from training.trajectory import Decision, Trajectories, score_batch
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,8 @@ def prepare_batch(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
                   critic: CentralCritic | None, trajectories: Trajectories,
                   decisions: list[Decision], config: PPOConfig) -> Batch:
     """Steps 3-5: critic features and values, GAE, old and reference log-probs."""
-    steps = trajectories.steps
     features = old_values = targets = None
-    values = torch.zeros(len(steps))
+    values = torch.zeros(2 * len(trajectories.steps))
     if critic is not None:
         features = critic.features(model, tokenizer, trajectories)
         with torch.no_grad():
@@ -62,13 +61,30 @@ def prepare_batch(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
     else:
         advantages = returns - returns.mean()  # REINFORCE with the batch's mean as baseline
     with torch.no_grad():
-        old = [score(model, d, tokenizer, d.trace.adapter)[0] if config.recompute_logprobs
-               else torch.tensor(d.rollout_logprob, dtype=torch.float64) for d in decisions]
-        ref = ([score(model, d, tokenizer, None)[0] for d in decisions]
+        old = ([lp for lp, _ in score_all(model, tokenizer, decisions)]
+               if config.recompute_logprobs
+               else [torch.tensor(d.rollout_logprob, dtype=torch.float64) for d in decisions])
+        ref = ([lp for lp, _ in score_all(model, tokenizer, decisions, reference=True)]
                if config.kl_coef > 0 else None)
-    index = torch.tensor([d.step for d in decisions], dtype=torch.long)
+    index = torch.tensor([value_row(d.step, d.kind) for d in decisions], dtype=torch.long)
     return Batch(decisions, advantages[index], _stack(old), None if ref is None else _stack(ref),
                  features, old_values, targets, values, returns)
+
+
+def score_all(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
+              decisions: list[Decision], reference: bool = False,
+              ) -> list[tuple[Tensor, Tensor]]:
+    """(log-prob, entropy) of each decision under its own adapter (or, with `reference`,
+    the base model), one batch per adapter."""
+    groups: dict[str | None, list[int]] = {}
+    for index, decision in enumerate(decisions):
+        groups.setdefault(None if reference else decision.trace.adapter, []).append(index)
+    out: list[tuple[Tensor, Tensor] | None] = [None] * len(decisions)
+    for adapter, indices in groups.items():
+        scored = score_batch(model, [decisions[i] for i in indices], tokenizer, adapter)
+        for i, result in zip(indices, scored, strict=True):
+            out[i] = result
+    return [result for result in out if result is not None]
 
 
 def _stack(values: list[Tensor]) -> Tensor:
@@ -76,21 +92,27 @@ def _stack(values: list[Tensor]) -> Tensor:
 
 
 def _gae(trajectories: Trajectories, values: Tensor, config: PPOConfig) -> tuple[Tensor, Tensor]:
-    """Advantages and returns per agent-step, one GAE stream per agent."""
+    """Advantages and returns per value row, one GAE stream per agent.
+
+    Each agent-step is two transitions: speak -> act (no reward, no discount),
+    then act -> the next step's speak (the step's reward, discounted by gamma).
+    """
     steps = trajectories.steps
-    rewards = torch.tensor([s.reward for s in steps], dtype=torch.float32)
-    dones = torch.tensor([s.done for s in steps], dtype=torch.float32)
+    rewards = torch.tensor([r for s in steps for r in (0.0, s.reward)], dtype=torch.float32)
+    dones = torch.tensor([d for s in steps for d in (False, s.done)], dtype=torch.float32)
+    gammas = torch.tensor([1.0, config.gamma] * len(steps), dtype=torch.float32)
     lam = config.gae_lambda if config.uses_critic else 1.0  # no critic: Monte-Carlo returns
-    advantages, returns = torch.zeros(len(steps)), torch.zeros(len(steps))
+    advantages, returns = torch.zeros(len(rewards)), torch.zeros(len(rewards))
     start = 0
     while start < len(steps):
         end = start
         while end < len(steps) and steps[end].agent == steps[start].agent:
             end += 1
         # Every stream ends with a done step, so next_value is never used.
-        a, r = compute_gae(rewards[start:end], values[start:end].float(), dones[start:end],
-                           torch.tensor(0.0), config.gamma, lam)
-        advantages[start:end], returns[start:end] = a, r
+        rows = slice(2 * start, 2 * end)
+        a, r = compute_gae(rewards[rows], values[rows].float(), dones[rows], torch.tensor(0.0),
+                           gammas[rows], lam)
+        advantages[rows], returns[rows] = a, r
         start = end
     return advantages, returns
 
@@ -128,8 +150,7 @@ def _minibatch_loss(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
                     config: PPOConfig) -> dict[str, Tensor]:
     """The loss of one minibatch: decisions `d_idx`, agent-steps `s_idx`."""
     if len(d_idx):
-        scored = [score(model, batch.decisions[i], tokenizer, batch.decisions[i].trace.adapter)
-                  for i in d_idx.tolist()]
+        scored = score_all(model, tokenizer, [batch.decisions[i] for i in d_idx.tolist()])
         new_logprobs = torch.stack([lp for lp, _ in scored]).cpu()
         entropy = torch.stack([h for _, h in scored]).cpu()
         old, adv = batch.old_logprobs[d_idx], batch.advantages[d_idx].double()

@@ -28,7 +28,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from agents.llm.adapters import adapter_scope
-from agents.llm.decoding import forward
+from agents.llm.decoding import option_totals
 from agents.llm.exploration import mix_uniform, one_hot
 
 
@@ -94,39 +94,12 @@ def option_scores(
 ) -> torch.Tensor:
     """Sum of token log-probs of each option after the prompt, with gradients (float64).
 
-    The same computation as the engine's batched scoring: the prompt runs once,
-    its last position scores every option's first token, and its KV cache is
-    shared by all options' remaining tokens (one right-padded batch), so the
-    prompt's activations are held once however many options there are.
+    The same computation as the engine's batched scoring (`option_totals`) for one
+    prompt: the prompt runs once and its KV cache is shared by all options.
     """
     if not options or any(len(option) == 0 for option in options):
         raise ValueError("every option needs at least one token")
-    device = next(model.parameters()).device
-    prompt = torch.tensor([list(prompt_ids)], dtype=torch.long, device=device)
-    attention = torch.ones_like(prompt)
-    logits, cache = forward(model, prompt, attention, None)
-    first = torch.log_softmax(logits[0, -1], dim=-1)
-    totals = first[torch.tensor([option[0] for option in options], device=device)]
-    longest = max(len(option) for option in options)
-    if longest == 1:
-        return totals.double()
-    n = len(options)
-    # Row r feeds option r's tokens but its last, and is scored on its tokens but its first.
-    inputs = torch.zeros((n, longest - 1), dtype=torch.long)
-    targets = torch.zeros((n, longest - 1), dtype=torch.long)
-    valid = torch.zeros((n, longest - 1), dtype=torch.long)
-    for row, option in enumerate(options):
-        inputs[row, : len(option) - 1] = torch.tensor(list(option[:-1]))
-        targets[row, : len(option) - 1] = torch.tensor(list(option[1:]))
-        valid[row, : len(option) - 1] = 1
-    inputs, targets, valid = inputs.to(device), targets.to(device), valid.to(device)
-    cache.batch_select_indices(torch.zeros(n, dtype=torch.long, device=device))
-    mask = torch.cat([attention.expand(n, -1), valid], dim=-1)
-    tail_logits, _ = forward(model, inputs, mask, cache, logits_to_keep=0)
-    picked = torch.log_softmax(tail_logits, dim=-1).gather(-1, targets[..., None])[..., 0]
-    tails = torch.where(valid.bool(), picked, torch.zeros_like(picked)).sum(dim=-1)
-    # Summed in float64 as the engine does (a float32 first term plus a float32 tail sum).
-    return totals.double() + tails.double()
+    return option_totals(model, [(prompt_ids, options)], pad_id=0)[0]
 
 
 def action_logprob(

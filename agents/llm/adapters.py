@@ -35,20 +35,28 @@ def attach_adapters(
     rank: int = 8,
     alpha: int = 16,
     target_modules: Sequence[str] = DEFAULT_TARGET_MODULES,
+    top_layers: int | None = None,
 ) -> PeftModel:
     """Add one fresh, trainable LoRA adapter per name (a PeftModel is extended in place).
 
     A fresh adapter starts as the identity (peft initialises LoRA B to zeros),
-    so attaching adapters does not change the model's behaviour.
+    so attaching adapters does not change the model's behaviour. `top_layers`
+    puts the adapters in the last N transformer layers only: backward passes then
+    stop below them, which makes each update step much cheaper.
     """
     if not names:
         raise ValueError("attach_adapters needs at least one adapter name")
+    layers = int(getattr(model, "config").num_hidden_layers)  # noqa: B009 - transformers config
+    if top_layers is not None and not 1 <= top_layers <= layers:
+        raise ValueError(f"top_layers must be between 1 and {layers}, got {top_layers}")
     config = LoraConfig(
         r=rank,
         lora_alpha=alpha,
         target_modules=list(target_modules),
         lora_dropout=0.0,
         task_type="CAUSAL_LM",
+        layers_to_transform=None if top_layers is None else list(range(layers - top_layers,
+                                                                       layers)),
     )
     first, *rest = names
     if isinstance(model, PeftModel):
@@ -61,7 +69,8 @@ def attach_adapters(
     for name in rest:
         peft_model.add_adapter(name, config)
     enable_adapter_grads(peft_model, names)
-    log.info("adapters_attached", names=list(names), rank=rank, alpha=alpha)
+    log.info("adapters_attached", names=list(names), rank=rank, alpha=alpha,
+             top_layers=top_layers or layers)
     return peft_model
 
 

@@ -174,10 +174,18 @@ def _force_stop(row: GenerationRow, grammar: SchemaGrammar | None) -> None:
 def score_rows(
     model: nn.Module, work: list[tuple[list[int], list[list[int]]]], pad_id: int
 ) -> list[list[float]]:
-    """Total log-likelihood of each option after its prompt, for several prompts at once.
+    """Total log-likelihood of each option after its prompt, for several prompts at once."""
+    return [totals.tolist() for totals in option_totals(model, work, pad_id)]
+
+
+def option_totals(
+    model: nn.Module, work: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]], pad_id: int
+) -> list[torch.Tensor]:
+    """Per prompt, the summed token log-probs of each of its options (float64, with grads).
 
     The prompts run once (left-padded batch) with a KV cache; the cache rows are
     then repeated once per option and all options run as one right-padded batch.
+    The engine scores with this under inference mode; the trainer with gradients.
     """
     device = next(model.parameters()).device
     ids, attention = left_pad([prompt for prompt, _ in work], pad_id, device)
@@ -185,26 +193,25 @@ def score_rows(
     first = torch.log_softmax(logits[:, -1], dim=-1)
     owner = [p for p, (_, options) in enumerate(work) for _ in options]
     options = [option for _, opts in work for option in opts]
-    totals = [first[p, option[0]].item() for p, option in zip(owner, options, strict=True)]
+    index = torch.tensor(owner, device=device)
+    heads = torch.tensor([option[0] for option in options], device=device)
+    totals = first[index, heads].double()
     longest = max(len(option) for option in options)
     if longest > 1:
-        index = torch.tensor(owner, device=device)
         cache.batch_select_indices(index)
-        tails = [option[:-1] for option in options]
-        tail_ids = torch.full((len(options), longest - 1), pad_id, dtype=torch.long, device=device)
+        tail_ids = torch.full((len(options), longest - 1), pad_id, dtype=torch.long)
         tail_mask = torch.zeros_like(tail_ids)
         targets = torch.zeros_like(tail_ids)
         for row, option in enumerate(options):
-            tail_ids[row, : len(option) - 1] = torch.tensor(tails[row])
+            tail_ids[row, : len(option) - 1] = torch.tensor(list(option[:-1]))
             tail_mask[row, : len(option) - 1] = 1
-            targets[row, : len(option) - 1] = torch.tensor(option[1:])
+            targets[row, : len(option) - 1] = torch.tensor(list(option[1:]))
+        tail_ids, tail_mask, targets = tail_ids.to(device), tail_mask.to(device), targets.to(device)
         mask = torch.cat([attention[index], tail_mask], dim=-1)
         tail_logits, _ = forward(model, tail_ids, mask, cache, logits_to_keep=0)
         picked = torch.log_softmax(tail_logits, dim=-1).gather(-1, targets[..., None])[..., 0]
-        rest = (picked * tail_mask).sum(dim=-1)
-        totals = [total + extra for total, extra in zip(totals, rest.tolist(), strict=True)]
-    result: list[list[float]] = []
-    for _, opts in work:
-        result.append(totals[: len(opts)])
-        totals = totals[len(opts) :]
-    return result
+        # Summed in float32, then added in float64: the engine's numbers, bit for bit.
+        totals = totals + (picked * tail_mask).sum(dim=-1).double()
+    sizes = [len(opts) for _, opts in work]
+    starts = [sum(sizes[:k]) for k in range(len(sizes))]
+    return [totals[start : start + size] for start, size in zip(starts, sizes, strict=True)]

@@ -8,7 +8,7 @@ which one is the target.
 from __future__ import annotations
 
 import itertools
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import gymnasium
 import numpy as np
@@ -59,6 +59,12 @@ class ReferentialOptions(GameOptions):
     rounds: int = Field(default=1, ge=1, description="Rounds (steps) per episode.")
     reward_correct: float = Field(default=1.0, description="Team reward for a correct pick.")
     reward_wrong: float = Field(default=0.0, description="Team reward for a wrong pick.")
+    wording: Literal["full", "brief"] = Field(
+        default="full",
+        description="full: observations explain the game in sentences; brief: only the "
+        "facts (`Objects: ... Target: ...`), for training, where every prompt token is "
+        "paid for at rollout and at every update pass.",
+    )
 
     @field_validator("attributes", mode="before")
     @classmethod
@@ -181,6 +187,8 @@ class ReferentialGame(ParallelEnv):  # type: ignore[misc]  # pettingzoo ships no
         header = (
             f"Round {self._round + 1} of {self.options.rounds}. " if self.options.rounds > 1 else ""
         )
+        if self.options.wording == "brief":
+            return self._brief_observation(agent, header)
         if agent == SPEAKER:
             listing = join_words([self.describe(obj) for obj in self._objects])
             return (
@@ -196,6 +204,13 @@ class ReferentialGame(ParallelEnv):  # type: ignore[misc]  # pettingzoo ships no
             f"{len(self._objects)} objects: {listing}. The speaker knows which one is the target "
             "and describes it in a message to you. Pick the object the speaker means."
         )
+
+    def _brief_observation(self, agent: str, header: str) -> str:
+        if agent == SPEAKER:
+            listing = ", ".join(self.describe(obj) for obj in self._objects)
+            target = self.describe(self._objects[self._target])
+            return f"{header}Objects: {listing}. Target: {target}."
+        return f"{header}Objects: {', '.join(self.action_names(LISTENER))}."
 
     def observation(self, agent: str) -> FloatArray:
         """Numeric view: one-hot attributes; the speaker's starts with the target."""

@@ -315,3 +315,13 @@ async def test_agent_loads_its_adapters_folder(model_config: ModelConfig, tmp_pa
     with pytest.raises(ValueError, match="adapter 'carol' is not loaded"):
         await missing.act(MASKED, [])
     await engine.aclose()
+
+
+def test_top_layers_puts_adapters_in_the_last_layers_only(model_config: ModelConfig) -> None:
+    model = load_model(model_config)[0]
+    layers = model.config.num_hidden_layers
+    with pytest.raises(ValueError, match="top_layers"):
+        attach_adapters(load_model(model_config)[0], ["a"], top_layers=layers + 1)
+    peft_model = attach_adapters(model, ["a"], rank=2, top_layers=1)
+    lora = [name for name, _ in peft_model.named_parameters() if "lora_" in name]
+    assert lora and all(f"layers.{layers - 1}." in name for name in lora)

@@ -132,6 +132,17 @@ def test_listener_text_does_not_depend_on_the_target() -> None:
     assert "target is" not in listener_texts.pop() and listener_obs.shape == (4 * 9,)
 
 
+def test_brief_wording_states_the_same_facts_in_few_words() -> None:
+    full, brief = ReferentialGame(num_objects=3), ReferentialGame(num_objects=3, wording="brief")
+    full.reset(seed=3)
+    brief.reset(seed=3)
+    target = target_of(full)
+    assert brief.text_observation("speaker").endswith(f"Target: {target}.")
+    assert brief.text_observation("listener") == (
+        f"Objects: {', '.join(brief.action_names('listener'))}.")
+    assert len(brief.text_observation("speaker")) < len(full.text_observation("speaker")) / 3
+
+
 def test_speaker_observation_identifies_the_target() -> None:
     env = ReferentialGame(num_objects=3)
     env.reset(seed=2)

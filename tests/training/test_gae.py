@@ -34,6 +34,21 @@ def test_single_episode_that_ends_does_not_bootstrap() -> None:
     torch.testing.assert_close(returns, t64([1.9112 + 0.5, 0.71 + 1.0, 0.5 + 1.5]))
 
 
+def test_per_step_gamma_discounts_each_transition_by_its_own() -> None:
+    # Transitions discounted by 1.0, then 0.5; lam = 1; the episode ends after step 1.
+    # delta1 = 4 - 3                   = 1
+    # delta0 = 0 + 1.0 * 3 - 1         = 2
+    # A1 = 1, A0 = 2 + 1.0 * 1         = 3
+    advantages, returns = compute_gae(
+        rewards=t64([0, 4]), values=t64([1, 3]), dones=t64([0, 1]),
+        next_value=t64([0.0]).squeeze(0), gamma=t64([1.0, 0.5]), lam=1.0)
+    torch.testing.assert_close(advantages, t64([3.0, 1.0]))
+    torch.testing.assert_close(returns, t64([4.0, 4.0]))
+    with pytest.raises(ValueError, match="gamma"):
+        compute_gae(t64([0, 4]), t64([1, 3]), t64([0, 1]), t64([0.0]).squeeze(0),
+                    gamma=t64([1.0]), lam=1.0)
+
+
 def test_unfinished_episode_bootstraps_from_next_value() -> None:
     # As above, but no step is terminal and V(s_3) = 2.
     # delta2 = 2 + 0.9 * 2 - 1.5       = 2.3

@@ -20,8 +20,9 @@ from agents.llm.loading import load_model
 from agents.llm.sampling import sequence_logprobs
 from protocols import Envelope, PolicyTrace
 from protocols.messages import Kind
-from training.critic import critic_text
-from training.trajectory import Decision, Trajectories, assemble, score
+from training.config import CriticKind
+from training.critic import critic_text, value_row
+from training.trajectory import Decision, Trajectories, assemble, score, score_batch
 
 COLOURS = ["red", "blue", "green"]
 
@@ -143,6 +144,24 @@ def test_critic_texts_central_and_independent(trajectories: Trajectories) -> Non
     assert "bob sees" not in alice and "the red one" not in alice  # she has no inbox
 
 
+@pytest.mark.parametrize("kind", ["central", "independent"])
+def test_the_speak_view_has_no_message_of_its_step(trajectories: Trajectories,
+                                                   kind: CriticKind) -> None:
+    # A value that saw the message it judges would cancel the message's advantage.
+    for step in trajectories.steps:
+        speak = critic_text(trajectories, step, kind, "speak").splitlines()
+        act = critic_text(trajectories, step, kind, "act").splitlines()
+        assert not any(line.startswith("message") for line in speak)
+        assert speak[1] == "phase: speak" and act[1] == "phase: act"
+        assert act[:1] + act[2 : len(speak)] == speak[:1] + speak[2:]  # act adds messages
+    bob = trajectories.steps[2]
+    assert "the red one" in critic_text(trajectories, bob, kind, "act")
+
+
+def test_messages_are_valued_at_speak_and_actions_at_act() -> None:
+    assert [value_row(3, "message"), value_row(3, "action")] == [6, 7]
+
+
 def test_tokens_of_a_mismatched_action_are_an_error(
     tiny: tuple[PreTrainedModel, PreTrainedTokenizerBase],
 ) -> None:
@@ -216,3 +235,29 @@ def test_message_entropy_has_a_finite_gradient_into_the_adapter(tiny_model_dir: 
     grads = [p.grad for n, p in peft.named_parameters() if "lora_B" in n]
     assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
     assert any(float(g.abs().sum()) > 0 for g in grads if g is not None)
+
+
+def test_a_batch_scores_each_decision_as_it_scores_alone(
+    tiny: tuple[PreTrainedModel, PreTrainedTokenizerBase],
+) -> None:
+    model, tokenizer = tiny
+    options = tuple(map(tuple, action_options(tokenizer, COLOURS, [0, 1, 2])))
+    schema = json.dumps({"type": "object", "properties": {"code": {"enum": ["zub", "kep"]}},
+                         "required": ["code"], "additionalProperties": False})
+    code = tokenizer('{"code": "kep"}', add_special_tokens=False)["input_ids"]
+    decisions = [
+        Decision("action", "bob", 0, PolicyTrace(prompt_ids=[1, 2, 3, 4, 5], token_ids=[],
+                 logprobs=[-1.0], legal=[0, 1, 2], temperature=0.7, epsilon=0.1), options, 2),
+        Decision("message", "alice", 0, PolicyTrace(prompt_ids=[7, 8], token_ids=[*code, 2],
+                 logprobs=[-0.1], constraint=schema, temperature=1.5)),
+        Decision("action", "bob", 1, PolicyTrace(prompt_ids=[9], token_ids=[], logprobs=[-1.0],
+                 legal=[0, 1, 2], temperature=1.0), options, 0),
+        Decision("message", "alice", 1, PolicyTrace(prompt_ids=[3, 1, 4, 1, 5, 9, 2],
+                 token_ids=[40, 41, 42], logprobs=[-0.3], temperature=1.0, top_p=0.9)),
+    ]
+    with torch.no_grad():
+        together = score_batch(model, decisions, tokenizer, None)
+        alone = [score(model, d, tokenizer, None) for d in decisions]
+    for (logprob, entropy), (expected, expected_entropy) in zip(together, alone, strict=True):
+        assert float(logprob) == pytest.approx(float(expected), abs=1e-5)
+        assert float(entropy) == pytest.approx(float(expected_entropy), abs=1e-5)

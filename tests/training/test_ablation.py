@@ -1,0 +1,47 @@
+"""`parley ablate`: variants x seeds in child processes, a table and a plot (tiny model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runtime.cli import main
+from tests.training.test_trainer import SCENARIO
+from training.ablation import cells, load_variants, render_table
+
+
+def test_ablate_trains_and_evaluates_every_cell_then_skips_finished_ones(
+        tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    scenario = tmp_path / "codes.yaml"
+    scenario.write_text(SCENARIO.replace("MODEL", str(tiny_model_dir)))
+    variants = tmp_path / "variants.yaml"
+    variants.write_text('variants:\n  central: {}\n  blind listener: '
+                        '{agents.listener.options.turn_template: "{actions}"}\n')
+    out = tmp_path / "ablation"
+    args = ["ablate", str(scenario), "--variants", str(variants), "--seeds", "3",
+            "--iterations", "1", "--episodes", "2", "--jobs", "2", "--out", str(out)]
+    assert main(args) == 0
+    table = (out / "ablation.md").read_text()
+    assert "| central |" in table and "| blind listener |" in table
+    assert (out / "ablation.png").read_bytes()[:4] == b"\x89PNG"
+    blind = (out / "blind_listener-seed3" / "scenario.yaml").read_text()
+    assert "turn_template: '{actions}'" in blind and "seed: 3" in blind
+    trained = (out / "central-seed3" / "adapters").stat().st_mtime
+    capsys.readouterr()
+    assert main(args) == 0  # everything evaluated: nothing runs again
+    assert (out / "central-seed3" / "adapters").stat().st_mtime == trained
+    assert capsys.readouterr().out.startswith(table)
+
+
+def test_variants_file_errors_and_table(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("variants: [a, b]\n")
+    with pytest.raises(ValueError, match="variants"):
+        load_variants(bad)
+    todo = cells({"a": {}, "b": {"training.critic": "none"}}, [0, 1], tmp_path)
+    assert [(c.variant, c.seed) for c in todo] == [("a", 0), ("b", 0), ("a", 1), ("b", 1)]
+    summaries = [{"success_rate": r, "episodes": 10} for r in (0.5, 0.25, 0.75, 0.25)]
+    table = render_table(todo, summaries)
+    assert "| a | 0.62 ± 0.18 | 0.50, 0.75 |" in table
+    assert "| b | 0.25 ± 0.00 | 0.25, 0.25 |" in table
