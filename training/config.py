@@ -85,6 +85,12 @@ class PPOConfig(BaseModel):
     lora_alpha: float = Field(
         default=16.0, gt=0.0, description="LoRA alpha; the update is scaled by alpha / rank."
     )
+    lora_targets: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        min_length=1,
+        description="Names of the linear layers that get LoRA adapters (attention by default; "
+        "add the MLP's gate_proj, up_proj, down_proj for more capacity).",
+    )
     lora_layers: int | None = Field(
         default=None,
         ge=1,

@@ -189,7 +189,8 @@ def _with_adapters(engine: InferenceEngine, names: list[str], config: PPOConfig,
     torch.manual_seed(config.seed)  # LoRA A's initialisation
     if checkpoint is None:
         model = attach_adapters(engine.model, names, rank=config.lora_rank,
-                                alpha=int(config.lora_alpha), top_layers=config.lora_layers)
+                                alpha=int(config.lora_alpha), top_layers=config.lora_layers,
+                                target_modules=config.lora_targets)
     else:
         model = load_adapters(engine.model, checkpoint / ADAPTERS, is_trainable=True)
     enable_adapter_grads(model, names)

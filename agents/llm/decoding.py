@@ -41,6 +41,7 @@ class GenerationRow:
     tokens: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     matcher: xgr.GrammarMatcher | None = None
+    forced: list[int] = field(default_factory=list)  # tokens the schema leaves no choice on
     finished: bool = False
     done: bool = False
 
@@ -109,6 +110,7 @@ def decode_rows(
         if row.request.json_schema is not None:
             assert grammar is not None
             row.matcher = grammar.matcher(row.request.json_schema)
+            row.forced = grammar.forced_tokens(row.matcher)
     ids, attention = left_pad([row.request.prompt_ids for row in rows], pad_id, device)
     logits, cache = forward(model, ids, attention, None)
     active = list(rows)
@@ -135,8 +137,12 @@ def _choose(
     logits: torch.Tensor,
     grammar: SchemaGrammar | None,
 ) -> None:
-    """Pick each row's next token from its (masked, tempered, nucleus) distribution."""
-    constrained = [k for k, row in enumerate(rows) if row.matcher is not None]
+    """Pick each row's next token from its (masked, tempered, nucleus) distribution.
+
+    A row with forced tokens (text the schema allows as the only continuation)
+    takes the next one without sampling, with log-prob 0.
+    """
+    constrained = [k for k, row in enumerate(rows) if row.matcher is not None and not row.forced]
     if constrained:
         assert grammar is not None
         bitmask = grammar.new_bitmask(len(rows))
@@ -150,13 +156,17 @@ def _choose(
     logprobs = sampling_logprobs(logits, temperature, top_p)
     tokens = logprobs.argmax(dim=-1)
     for k, row in enumerate(rows):
-        if row.request.temperature > 0:
+        if row.request.temperature > 0 and not row.forced:
             probs = logprobs[k].exp()
             tokens[k] = torch.multinomial(probs, 1, generator=row.generator)[0]
     chosen = logprobs.gather(-1, tokens[:, None]).squeeze(-1)
     for row, token, logprob in zip(rows, tokens.tolist(), chosen.tolist(), strict=True):
+        if row.forced:
+            token, logprob = row.forced.pop(0), 0.0
         row.append(token, logprob)
         _force_stop(row, grammar)
+        if not row.done and not row.forced and row.matcher is not None and grammar is not None:
+            row.forced = grammar.forced_tokens(row.matcher)
 
 
 def _force_stop(row: GenerationRow, grammar: SchemaGrammar | None) -> None:

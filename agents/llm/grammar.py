@@ -35,6 +35,7 @@ class SchemaGrammar:
     ) -> None:
         self.vocab_size = vocab_size
         self.stop_token_ids = list(stop_token_ids)
+        self._tokenizer = tokenizer
         self._compiler = xgr.GrammarCompiler(_tokenizer_info(tokenizer, vocab_size, stop_token_ids))
         self._compiled: dict[str, xgr.CompiledGrammar] = {}
         self._lock = threading.Lock()
@@ -80,19 +81,48 @@ class SchemaGrammar:
             return int(allowed[0])
         return None
 
+    def forced_tokens(self, matcher: xgr.GrammarMatcher) -> list[int]:
+        """Tokens of the text the schema allows as the only continuation, else [].
+
+        Where the schema leaves one way to go on (`{"code": "` before an enum
+        value), the sampler writes it in the tokenizer's own tokens, without
+        sampling (log-prob 0): the message's randomness and its entropy are then
+        in the choices the schema leaves open, not in how `{"` is spelled.
+        """
+        if matcher.is_terminated():
+            return []
+        text = matcher.find_jump_forward_string()
+        if not text:
+            return []
+        tokens = [int(t) for t in self._tokenizer.encode(text, add_special_tokens=False)]
+        probe = matcher.fork()
+        return tokens if all(probe.accept_token(token) for token in tokens) else []
+
     def replay_masks(self, schema: str, token_ids: list[int]) -> torch.Tensor:
         """The allowed-token mask before each of `token_ids`, shape (len, vocab), bool.
+
+        Replays the sampler: a forced token's mask allows that token alone.
 
         Raises:
             ValueError: if the tokens break the schema.
         """
         matcher = self.matcher(schema)
         bitmask = self.new_bitmask(len(token_ids))
+        forced = self.forced_tokens(matcher)
+        only = torch.zeros((len(token_ids), self.vocab_size), dtype=torch.bool)
         for step, token in enumerate(token_ids):
-            matcher.fill_next_token_bitmask(bitmask, step)
+            if forced:
+                only[step, forced.pop(0)] = True
+            else:
+                matcher.fill_next_token_bitmask(bitmask, step)
             if not matcher.accept_token(token):
                 raise ValueError(f"token {token} at step {step} breaks the JSON schema")
-        return unpack_bitmask(bitmask, self.vocab_size)
+            if not forced:
+                forced = self.forced_tokens(matcher)
+        masks = unpack_bitmask(bitmask, self.vocab_size)
+        pinned = only.any(dim=-1)
+        masks[pinned] = only[pinned]
+        return masks
 
 
 def unpack_bitmask(bitmask: torch.Tensor, vocab_size: int) -> torch.Tensor:

@@ -105,6 +105,25 @@ async def test_constrained_output_follows_the_schema(engine: InferenceEngine, ti
         assert generation.logprobs[-1] == 0.0  # the stop token was the only legal one
 
 
+async def test_text_the_schema_fixes_is_written_canonically_without_sampling(
+    engine: InferenceEngine, tiny: Tiny,
+) -> None:
+    _, tokenizer = tiny
+    schema = json.dumps({"type": "object", "properties": {"code": {"enum": ["zub", "kep"]}},
+                         "required": ["code"], "additionalProperties": False})
+    prefix = tokenizer.encode('{"code": "', add_special_tokens=False)
+    words = set()
+    for seed in range(6):
+        request = GenerationRequest(prompts(tokenizer)[0], 20, 2.0, json_schema=schema, seed=seed)
+        generation = await engine.generate(request)
+        words.add(json.loads(generation.text)["code"])
+        assert generation.token_ids[: len(prefix)] == prefix  # never `{` `"` `c` `od` ...
+        assert generation.logprobs[: len(prefix)] == [0.0] * len(prefix)
+        # Only the choice between the two words is sampled (one or two positions).
+        assert 1 <= sum(lp != 0.0 for lp in generation.logprobs) <= 2
+    assert words == {"zub", "kep"}
+
+
 def test_special_tokens_are_banned_inside_json_strings(tiny: Tiny) -> None:
     model, tokenizer = tiny
     grammar = schema_grammar(tokenizer, model.config.vocab_size, [tokenizer.eos_token_id])

@@ -81,7 +81,7 @@ def _adapter_weights(folder: Path) -> dict[str, dict[str, torch.Tensor]]:
 def test_one_update_trains_every_adapter_and_the_critic_and_nothing_else(
     tmp_path: Path, tiny_model_dir: Path,
 ) -> None:
-    scenario = _scenario(tmp_path, tiny_model_dir)
+    scenario = _scenario(tmp_path, tiny_model_dir, gamma=1.0, gae_lambda=1.0)
     adapters = adapter_names(scenario)
     learners = build_learners(scenario, sorted(set(adapters.values())))
     model, critic, tokenizer = learners.model, learners.critic, learners.engine.tokenizer
@@ -94,6 +94,13 @@ def test_one_update_trains_every_adapter_and_the_critic_and_nothing_else(
     assert {d.agent for d in trajectories.decisions} == {"speaker", "listener"}
     batch = prepare_batch(model, tokenizer, critic, trajectories, trajectories.decisions,
                           scenario.training)
+    # Two value rows per agent-step; a message is judged against the speak-phase value
+    # (which has not seen it), an action against the act-phase one (gamma = lambda = 1).
+    assert batch.features is not None and len(batch.features) == 2 * len(trajectories.steps)
+    for decision, advantage in zip(batch.decisions, batch.advantages, strict=True):
+        row = 2 * decision.step + (decision.kind == "action")
+        expected = batch.returns[row] - batch.values[row]
+        assert float(advantage) == pytest.approx(float(expected), abs=1e-6)
     losses = ppo_update(model, tokenizer, critic, learners.optimisers, batch, scenario.training,
                         torch.Generator().manual_seed(0))
     assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
