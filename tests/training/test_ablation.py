@@ -45,3 +45,16 @@ def test_variants_file_errors_and_table(tmp_path: Path) -> None:
     table = render_table(todo, summaries)
     assert "| a | 0.62 ± 0.18 | 0.50, 0.75 |" in table
     assert "| b | 0.25 ± 0.00 | 0.25, 0.25 |" in table
+
+
+def test_the_shipped_variants_are_valid_settings_of_their_scenario() -> None:
+    from training.train_scenario import load_train_scenario
+
+    root = Path(__file__).parents[2] / "scenarios"
+    variants = load_variants(root / "ablations" / "referential_codes.yaml")
+    assert len(variants) == 4
+    loaded = {name: load_train_scenario(root / "referential_codes.yaml", overrides)
+              for name, overrides in variants.items()}
+    assert {s.training.critic for s in loaded.values()} == {"central", "independent", "none"}
+    blind = loaded["listener gets no messages"].agents["listener"].options["turn_template"]
+    assert "{inbox}" not in blind
