@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from agents.llm.adapters import adapter_scope
-from agents.llm.decoding import forward, left_pad, option_totals
+from agents.llm.decoding import option_totals
 from training.rollout import collect_rollout
 from training.train_scenario import load_train_scenario
 from training.trainer import (
@@ -30,7 +30,7 @@ from training.trainer import (
     build_learners,
     scenario_for_training,
 )
-from training.trajectory import Decision, assemble
+from training.trajectory import Decision, assemble, message_logits
 from training.update import ppo_update, prepare_batch
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "referential_codes.yaml"
@@ -132,12 +132,7 @@ def _bare_loss(model: torch.nn.Module, decisions: list[Decision], adapter: str |
                               torch.zeros((), dtype=torch.float64))
         if messages:
             traces = [d.trace for d in messages]
-            ids, attention = left_pad([t.prompt_ids + t.token_ids[:-1] for t in traces], 0,
-                                      device)
-            longest = max(len(t.token_ids) for t in traces)
-            logits, _ = forward(model, ids, attention, None, logits_to_keep=longest)
-            for row, trace in enumerate(traces):
-                own = logits[row, longest - len(trace.token_ids):]
+            for trace, own in zip(traces, message_logits(model, traces), strict=True):
                 targets = torch.tensor(trace.token_ids, device=device)
                 loss = loss + torch.nn.functional.cross_entropy(own, targets,
                                                                 reduction="sum").double()

@@ -290,21 +290,29 @@ def _message_score(decision: Decision, logprobs: torch.Tensor
     return picked.sum().double(), entropy.double()
 
 
+def message_logits(model: torch.nn.Module, traces: Sequence[PolicyTrace]) -> list[torch.Tensor]:
+    """Per message, the (tokens, vocab) logits that predicted its tokens: one batched pass.
+
+    Left padding lines every row's last tokens up, so the logits of the longest
+    message's length cover every row's tokens.
+    """
+    device = next(model.parameters()).device
+    ids, attention = left_pad([t.prompt_ids + t.token_ids[:-1] for t in traces], 0, device)
+    longest = max(len(t.token_ids) for t in traces)
+    logits, _ = forward(model, ids, attention, None, logits_to_keep=longest)
+    return [logits[row, longest - len(t.token_ids):] for row, t in enumerate(traces)]
+
+
 def _token_logprobs(
     model: torch.nn.Module, messages: Sequence[Decision], tokenizer: PreTrainedTokenizerBase,
 ) -> list[torch.Tensor]:
     """Per message, (tokens, vocab) log-probs of each position's sampling distribution."""
     device = next(model.parameters()).device
     traces = [d.trace for d in messages]
-    ids, attention = left_pad([t.prompt_ids + t.token_ids[:-1] for t in traces], 0, device)
-    # Left padding lines every row's last tokens up: keep the logits of the longest message.
-    longest = max(len(t.token_ids) for t in traces)
-    logits, _ = forward(model, ids, attention, None, logits_to_keep=longest)
     grammar = None
     out = []
-    for row, trace in enumerate(traces):
+    for trace, own in zip(traces, message_logits(model, traces), strict=True):
         tokens = trace.token_ids
-        own = logits[row, longest - len(tokens):]
         if trace.constraint is not None:
             grammar = grammar or schema_grammar(tokenizer, logits_width(model),
                                                 stop_token_ids(model, tokenizer))
