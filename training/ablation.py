@@ -36,6 +36,8 @@ from training.metrics import read_metrics
 
 log = structlog.get_logger()
 
+EVAL_CONCURRENCY = 12  # evaluation episodes at once, batched in one engine per cell
+
 
 @dataclass(frozen=True)
 class Cell:
@@ -84,7 +86,7 @@ def run_cell(cell: Cell, scenario: Path, iterations: int | None, episodes: int,
         _child(args, cell.folder / "train.log", threads)
         _child([sys.executable, "-m", "runtime.cli", "eval", str(cell.folder / "scenario.yaml"),
                 "--adapters", str(cell.folder / "adapters"), "--episodes", str(episodes),
-                "--concurrency", "12",
+                "--concurrency", str(EVAL_CONCURRENCY),
                 "--summary", str(cell.summary)], cell.folder / "eval.log", threads)
     summary: dict[str, Any] = json.loads(cell.summary.read_text())
     log.info("ablation_cell_done", variant=cell.variant, seed=cell.seed,

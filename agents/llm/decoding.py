@@ -222,6 +222,4 @@ def option_totals(
         picked = torch.log_softmax(tail_logits, dim=-1).gather(-1, targets[..., None])[..., 0]
         # Summed in float32, then added in float64: the engine's numbers, bit for bit.
         totals = totals + (picked * tail_mask).sum(dim=-1).double()
-    sizes = [len(opts) for _, opts in work]
-    starts = [sum(sizes[:k]) for k in range(len(sizes))]
-    return [totals[start : start + size] for start, size in zip(starts, sizes, strict=True)]
+    return list(torch.split(totals, [len(opts) for _, opts in work]))
