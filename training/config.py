@@ -69,6 +69,11 @@ class PPOConfig(BaseModel):
     )
     actor_lr: float = Field(default=1e-4, gt=0.0, description="Adam learning rate of the policy.")
     critic_lr: float = Field(default=5e-4, gt=0.0, description="Adam learning rate of the critic.")
+    anneal_lr: bool = Field(
+        default=False,
+        description="Decay both learning rates linearly to 0 over the run (CleanRL "
+        "`anneal_lr`): large steps early, a policy that settles late.",
+    )
 
     # The run.
     episodes_per_iteration: int = Field(

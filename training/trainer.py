@@ -86,6 +86,18 @@ def scenario_for_training(scenario: TrainScenario, adapters: dict[str, str]) -> 
     return scenario.model_copy(update={"agents": agents, "runtime": runtime})
 
 
+def set_learning_rates(optimisers: dict[str, torch.optim.Optimizer], config: PPOConfig,
+                       iteration: int, total: int) -> None:
+    """The iteration's learning rates: the configured ones, or with `anneal_lr` the
+    configured ones times (1 - iteration / total), a function of the iteration alone so
+    that a resumed run steps exactly as a straight one."""
+    fraction = 1.0 - iteration / total if config.anneal_lr else 1.0
+    base = {"actor": config.actor_lr, "critic": config.critic_lr}
+    for name, optimiser in optimisers.items():
+        for group in optimiser.param_groups:
+            group["lr"] = base[name] * fraction
+
+
 def iteration_seed(seed: int, iteration: int) -> int:
     """The rollout seed of an iteration: a function of (base seed, iteration) only."""
     return agent_seed(seed, f"iteration-{iteration}")
@@ -124,6 +136,7 @@ def train(scenario: TrainScenario, out: Path, iterations: int | None = None,
             _progress_bar(progress, total, start) as advance:
         for iteration in range(start, total):
             began = time.perf_counter()
+            set_learning_rates(optimisers, config, iteration, total)
             # 1-2. Roll out with the current adapters; assemble trajectories.
             rollout = asyncio.run(_collect(playing, engine, config, iteration))
             trajectories = assemble(rollout.envelopes, engine.tokenizer)

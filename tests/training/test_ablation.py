@@ -47,14 +47,15 @@ def test_variants_file_errors_and_table(tmp_path: Path) -> None:
     assert "| b | 0.25 ± 0.00 | 0.25, 0.25 |" in table
 
 
-def test_the_shipped_variants_are_valid_settings_of_their_scenario() -> None:
+@pytest.mark.parametrize("name", ["referential_attributes.yaml", "referential_codes.yaml"])
+def test_the_shipped_variants_are_valid_settings_of_their_scenario(name: str) -> None:
     from training.train_scenario import load_train_scenario
 
     root = Path(__file__).parents[2] / "scenarios"
-    variants = load_variants(root / "ablations" / "referential_codes.yaml")
+    variants = load_variants(root / "ablations" / name)
     assert len(variants) == 4
-    loaded = {name: load_train_scenario(root / "referential_codes.yaml", overrides)
-              for name, overrides in variants.items()}
+    loaded = {variant: load_train_scenario(root / name, overrides)
+              for variant, overrides in variants.items()}
     assert {s.training.critic for s in loaded.values()} == {"central", "independent", "none"}
     blind = loaded["listener gets no messages"].agents["listener"].options["turn_template"]
     assert "{inbox}" not in blind

@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 from runtime.scenario import load_scenario
 from runtime.scenario_yaml import ScenarioError
 from training.bench import bench_train, render_train_bench
+from training.config import PPOConfig
 from training.metrics import read_metrics
 from training.rollout import collect_rollout
 from training.train_scenario import TrainScenario, load_train_scenario
@@ -24,6 +25,7 @@ from training.trainer import (
     build_learners,
     iteration_seed,
     scenario_for_training,
+    set_learning_rates,
     train,
 )
 from training.trajectory import assemble, score
@@ -116,7 +118,7 @@ def test_one_update_trains_every_adapter_and_the_critic_and_nothing_else(
 
 def test_resume_reproduces_the_straight_run_exactly(tmp_path: Path,
                                                     tiny_model_dir: Path) -> None:
-    scenario = _scenario(tmp_path, tiny_model_dir)
+    scenario = _scenario(tmp_path, tiny_model_dir, anneal_lr=True)  # the rate moves too
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     train(scenario, straight, iterations=2, progress=False)
     train(scenario, resumed, iterations=1, progress=False)
@@ -180,6 +182,20 @@ def test_training_section_errors_name_file_and_line(tmp_path: Path) -> None:
 def test_iteration_seeds_depend_only_on_seed_and_iteration() -> None:
     assert iteration_seed(0, 3) == iteration_seed(0, 3)
     assert len({iteration_seed(0, i) for i in range(50)} | {iteration_seed(1, 0)}) == 51
+
+
+@pytest.mark.parametrize(("anneal", "fractions"), [(True, [1.0, 0.75, 0.5, 0.25]),
+                                                   (False, [1.0, 1.0, 1.0, 1.0])])
+def test_learning_rates_anneal_linearly_to_zero_over_the_run(anneal: bool,
+                                                             fractions: list[float]) -> None:
+    config = PPOConfig(actor_lr=0.004, critic_lr=0.002, anneal_lr=anneal)
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimisers = {"actor": torch.optim.Adam([parameter], lr=1.0),
+                  "critic": torch.optim.Adam([parameter], lr=1.0)}
+    for iteration, fraction in enumerate(fractions):
+        set_learning_rates(optimisers, config, iteration, total=4)
+        assert optimisers["actor"].param_groups[0]["lr"] == pytest.approx(0.004 * fraction)
+        assert optimisers["critic"].param_groups[0]["lr"] == pytest.approx(0.002 * fraction)
 
 
 def test_bench_measures_ppo_against_the_bare_loop(tmp_path: Path, tiny_model_dir: Path) -> None:
