@@ -56,6 +56,14 @@ class ReferentialOptions(GameOptions):
         description="Chance that a distractor differs from the target in one attribute "
         "only, so that only a precise description tells them apart.",
     )
+    draw: Literal["around_target", "uniform"] = Field(
+        default="around_target",
+        description="around_target: draw the target, then distractors relative to it (see "
+        "distractor_similarity); the set's shape can then betray the target (with "
+        "similarity 1 it is the object one attribute away from all others). uniform: draw "
+        "K distinct objects, then the target among them, so the set alone says nothing about "
+        "which is the target and only the message can.",
+    )
     rounds: int = Field(default=1, ge=1, description="Rounds (steps) per episode.")
     reward_correct: float = Field(default=1.0, description="Team reward for a correct pick.")
     reward_wrong: float = Field(default=0.0, description="Team reward for a wrong pick.")
@@ -240,6 +248,13 @@ class ReferentialGame(ParallelEnv):  # type: ignore[misc]  # pettingzoo ships no
     def _draw_round(self) -> None:
         """Pick a target and K-1 distinct distractors; shuffle both agents' views apart."""
         everything: list[Obj] = list(itertools.product(*(range(len(v)) for v in self._values)))
+        if self.options.draw == "uniform":
+            chosen = self._rng.choice(len(everything), size=self.options.num_objects,
+                                      replace=False)
+            self._objects = [everything[int(i)] for i in chosen]  # already in random order
+            self._target = int(self._rng.integers(len(self._objects)))
+            self._listener_order = [int(i) for i in self._rng.permutation(len(self._objects))]
+            return
         target = everything[int(self._rng.integers(len(everything)))]
         near = [o for o in everything if sum(a != b for a, b in zip(o, target, strict=True)) == 1]
         far = [o for o in everything if o != target and o not in near]

@@ -184,6 +184,31 @@ def test_similar_distractors_differ_from_the_target_in_one_attribute() -> None:
                 assert sum(a != b for a, b in zip(name.split(), target, strict=True)) == 1
 
 
+def _centre_pick_success(env: ReferentialGame, episodes: int) -> float:
+    """Success of a listener that ignores the message and picks the object nearest to all
+    others (fewest differing attributes in total): the set's shape as the only clue."""
+    wins = 0
+    for seed in range(episodes):
+        env.reset(seed=seed)
+        names = [name.split() for name in env.action_names("listener")]
+        distance = [sum(a != b for other in names for a, b in zip(name, other, strict=True))
+                    for name in names]
+        wins += names[distance.index(min(distance))] == target_of(env).split()
+    return wins / episodes
+
+
+def test_similar_distractors_betray_the_target_and_a_uniform_draw_does_not() -> None:
+    attributes = {"colour": ["red", "blue", "green"], "shape": ["circle", "square", "star"]}
+    around = ReferentialGame(attributes=attributes, distractor_similarity=1.0)
+    uniform = ReferentialGame(attributes=attributes, draw="uniform")
+    assert _centre_pick_success(around, 300) > 0.6  # about 7/9 without reading any message
+    assert _centre_pick_success(uniform, 300) < 0.45  # chance: 1/3
+    for seed in range(20):
+        uniform.reset(seed=seed)
+        names = uniform.action_names("listener")
+        assert len(set(names)) == 3 and target_of(uniform) in names
+
+
 def test_rounds_draw_new_objects_and_end_the_episode() -> None:
     env = ReferentialGame(rounds=3)
     env.reset(seed=1)
