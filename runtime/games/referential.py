@@ -246,15 +246,19 @@ class ReferentialGame(ParallelEnv):  # type: ignore[misc]  # pettingzoo ships no
             raise KeyError(f"unknown agent {agent!r}; agents: {self.possible_agents}")
 
     def _draw_round(self) -> None:
-        """Pick a target and K-1 distinct distractors; shuffle both agents' views apart."""
+        """Draw the round's objects and target (per `draw`); shuffle both views apart."""
         everything: list[Obj] = list(itertools.product(*(range(len(v)) for v in self._values)))
-        if self.options.draw == "uniform":
-            chosen = self._rng.choice(len(everything), size=self.options.num_objects,
-                                      replace=False)
-            self._objects = [everything[int(i)] for i in chosen]  # already in random order
-            self._target = int(self._rng.integers(len(self._objects)))
-            self._listener_order = [int(i) for i in self._rng.permutation(len(self._objects))]
-            return
+        draw = self._uniform_set if self.options.draw == "uniform" else self._set_around_target
+        self._objects, self._target = draw(everything)
+        self._listener_order = [int(i) for i in self._rng.permutation(len(self._objects))]
+
+    def _uniform_set(self, everything: list[Obj]) -> tuple[list[Obj], int]:
+        """K distinct objects in random order, then the target among them."""
+        chosen = self._rng.choice(len(everything), size=self.options.num_objects, replace=False)
+        return [everything[int(i)] for i in chosen], int(self._rng.integers(len(chosen)))
+
+    def _set_around_target(self, everything: list[Obj]) -> tuple[list[Obj], int]:
+        """A target, then K-1 distinct distractors near it or far from it, shuffled."""
         target = everything[int(self._rng.integers(len(everything)))]
         near = [o for o in everything if sum(a != b for a, b in zip(o, target, strict=True)) == 1]
         far = [o for o in everything if o != target and o not in near]
@@ -265,6 +269,4 @@ class ReferentialGame(ParallelEnv):  # type: ignore[misc]  # pettingzoo ships no
             distractors.append(pool.pop(int(self._rng.integers(len(pool)))))
         objects = [target, *distractors]
         speaker_order = [int(i) for i in self._rng.permutation(len(objects))]
-        self._objects = [objects[i] for i in speaker_order]
-        self._target = speaker_order.index(0)
-        self._listener_order = [int(i) for i in self._rng.permutation(len(objects))]
+        return [objects[i] for i in speaker_order], speaker_order.index(0)
