@@ -64,6 +64,12 @@ class ReferentialOptions(GameOptions):
         "K distinct objects, then the target among them, so the set alone says nothing about "
         "which is the target and only the message can.",
     )
+    speaker_view: Literal["all", "target"] = Field(
+        default="all",
+        description="all: the speaker's observation lists every object and names the target; "
+        "target: only the target (as in Lewis's signalling game), so every attribute word "
+        "the speaker reads is one it should say.",
+    )
     rounds: int = Field(default=1, ge=1, description="Rounds (steps) per episode.")
     reward_correct: float = Field(default=1.0, description="Team reward for a correct pick.")
     reward_wrong: float = Field(default=0.0, description="Team reward for a wrong pick.")
@@ -197,6 +203,13 @@ class ReferentialGame(ParallelEnv):  # type: ignore[misc]  # pettingzoo ships no
         )
         if self.options.wording == "brief":
             return self._brief_observation(agent, header)
+        if agent == SPEAKER and self.options.speaker_view == "target":
+            return (
+                f"{header}You are the speaker in a reference game. Your target is the "
+                f"{self.describe(self._objects[self._target])}. The listener sees it among "
+                f"{len(self._objects) - 1} other objects and must pick it from your message. "
+                "Describe the target so it cannot be mistaken for the others."
+            )
         if agent == SPEAKER:
             listing = join_words([self.describe(obj) for obj in self._objects])
             return (
@@ -215,8 +228,10 @@ class ReferentialGame(ParallelEnv):  # type: ignore[misc]  # pettingzoo ships no
 
     def _brief_observation(self, agent: str, header: str) -> str:
         if agent == SPEAKER:
-            listing = ", ".join(self.describe(obj) for obj in self._objects)
             target = self.describe(self._objects[self._target])
+            if self.options.speaker_view == "target":
+                return f"{header}Target: {target}."
+            listing = ", ".join(self.describe(obj) for obj in self._objects)
             return f"{header}Objects: {listing}. Target: {target}."
         return f"{header}Objects: {', '.join(self.action_names(LISTENER))}."
 

@@ -116,7 +116,8 @@ def test_bad_options_raise_value_error(name: str, options: dict[str, Any], messa
 def target_of(env: ReferentialGame) -> str:
     """The target description, read from the speaker's text as a scripted speaker would."""
     text = env.text_observation("speaker")
-    return text.split("Your target is the ", 1)[1].split(".", 1)[0]
+    marker = "Target: " if env.options.wording == "brief" else "Your target is the "
+    return text.split(marker, 1)[1].split(".", 1)[0]
 
 
 def test_listener_text_does_not_depend_on_the_target() -> None:
@@ -141,6 +142,17 @@ def test_brief_wording_states_the_same_facts_in_few_words() -> None:
     assert brief.text_observation("listener") == (
         f"Objects: {', '.join(brief.action_names('listener'))}.")
     assert len(brief.text_observation("speaker")) < len(full.text_observation("speaker")) / 3
+
+
+@pytest.mark.parametrize("wording", ["full", "brief"])
+def test_a_target_only_speaker_view_names_no_other_object(wording: str) -> None:
+    env = ReferentialGame(num_objects=3, wording=wording, speaker_view="target")
+    env.reset(seed=5)
+    target = target_of(env)
+    others = [name for name in env.action_names("listener") if name != target]
+    seen = env.text_observation("speaker")
+    assert target in seen and not any(name in seen for name in others)
+    assert env.observation("speaker").shape == (4 * 9,)  # the numeric view is unchanged
 
 
 def test_speaker_observation_identifies_the_target() -> None:
