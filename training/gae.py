@@ -7,6 +7,8 @@ built from envelopes store it (the EpisodeEnd follows the step's Reward).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -68,6 +70,22 @@ def compute_gae(
         running = deltas[t] + discount * lam * not_done[t] * running
         advantages[t] = running
     return advantages, advantages + values
+
+
+def explained_variance(returns: Tensor, values: Tensor) -> float:
+    """1 - Var(returns - values) / Var(returns): the share of the returns' spread the
+    critic predicts (1 perfect, 0 no better than a constant, below 0 worse).
+
+    NaN when the returns do not vary: nothing to explain. "Do not vary" is up to
+    round-off, since returns that are all 1 but for 1e-16 would otherwise divide one
+    round-off error by another and report -1e12.
+    """
+    if len(returns) < 2:
+        return math.nan
+    spread = float(returns.var())
+    if spread <= 1e-10 * (1.0 + float(returns.pow(2).mean())):
+        return math.nan
+    return 1.0 - float((returns - values).var()) / spread
 
 
 def _check_shapes(rewards: Tensor, values: Tensor, dones: Tensor, next_value: Tensor) -> None:

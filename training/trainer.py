@@ -48,6 +48,7 @@ from runtime.session import agent_seed
 from training.checkpoint import ADAPTERS, latest_checkpoint, restore_checkpoint, save_checkpoint
 from training.config import PPOConfig
 from training.critic import CentralCritic, hidden_size
+from training.gae import explained_variance
 from training.metrics import MetricsWriter
 from training.rollout import Rollout, collect_rollout
 from training.train_scenario import TrainScenario
@@ -235,8 +236,6 @@ def iteration_metrics(rollout: Rollout, trajectories: Trajectories, batch: Batch
     # How far the update's recomputed log-probs are from the sampler's (0 unless recomputed).
     drift = (batch.old_logprobs - torch.tensor([d.rollout_logprob for d in batch.decisions],
                                                dtype=torch.float64)).abs()
-    explained = 1.0 - float((batch.returns - batch.values).var() / batch.returns.var()) \
-        if len(batch.returns) > 1 and float(batch.returns.var()) > 0 else math.nan
     metrics = {
         "episodes": float(len(episodes)),
         "return_mean": statistics.fmean(statistics.fmean(e.returns.values()) for e in episodes)
@@ -246,7 +245,7 @@ def iteration_metrics(rollout: Rollout, trajectories: Trajectories, batch: Batch
         "episodes_per_s": len(episodes) / rollout.wall_s if rollout.wall_s > 0 else math.nan,
         "rollout_s": rollout.wall_s,
         "decisions": float(len(batch.decisions)),
-        "explained_variance": explained,
+        "explained_variance": explained_variance(batch.returns, batch.values),
         "logprob_drift": float(drift.mean()) if len(drift) else 0.0,
     }
     # Without a reference pass (kl_coef 0) there is no KL to report.

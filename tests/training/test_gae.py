@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from training.gae import compute_gae
+from training.gae import compute_gae, explained_variance
 
 
 def t64(values: list[float]) -> torch.Tensor:
@@ -194,3 +196,19 @@ def test_lambda_one_equals_discounted_monte_carlo_returns(
             [row[n] for row in rewards], [row[n] for row in dones], next_value[n], gamma
         )
         torch.testing.assert_close(returns[:, n], t64(expected), atol=1e-9, rtol=1e-9)
+
+
+def test_explained_variance_against_hand_values() -> None:
+    returns = t64([0.0, 1.0, 1.0, 0.0])  # variance 1/3 (unbiased)
+    assert explained_variance(returns, returns) == 1.0
+    assert explained_variance(returns, t64([0.5] * 4)) == pytest.approx(0.0)
+    # errors 0.5, -0.5, -0.5, 0.5: variance 1/3, as much as the returns': nothing explained
+    assert explained_variance(returns, t64([-0.5, 1.5, 1.5, -0.5])) == pytest.approx(0.0)
+    # errors -1, 1, 1, -1: variance 4/3, four times the returns': 1 - 4 = -3
+    assert explained_variance(returns, t64([1.0, 0.0, 0.0, 1.0])) == pytest.approx(-3.0)
+
+
+def test_explained_variance_is_undefined_when_returns_only_differ_by_round_off() -> None:
+    returns = t64([1.0, 1.0 + 2e-16, 1.0 - 1e-16, 1.0])  # every episode won
+    assert math.isnan(explained_variance(returns, t64([0.9, 0.8, 1.1, 1.0])))
+    assert math.isnan(explained_variance(t64([1.0]), t64([0.0])))
