@@ -1,6 +1,16 @@
 """Agents: the Agent protocol, built-in agents, plug-ins, and LLM support (agents.llm)."""
 
-from agents.base import Agent, AgentContext, Choice, ModelConfig, Route, Utterance
+from agents.base import (
+    Agent,
+    AgentContext,
+    Choice,
+    ModelUsage,
+    RewardObserver,
+    Route,
+    UsesModel,
+    Utterance,
+)
+from agents.model import ModelConfig
 from agents.plugins import AgentLoadError, agent_class, build_agent
 
 __all__ = [
@@ -9,7 +19,10 @@ __all__ = [
     "AgentLoadError",
     "Choice",
     "ModelConfig",
+    "ModelUsage",
+    "RewardObserver",
     "Route",
+    "UsesModel",
     "Utterance",
     "agent_class",
     "build_agent",

@@ -1,28 +1,19 @@
-"""The Agent protocol and what the runtime hands an agent when it builds one."""
+"""The Agent protocol, its optional capabilities, and what the runtime hands an agent."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel
 
+from agents.model import ModelConfig
 from protocols import Envelope, Observation, PolicyTrace, SchemaRegistry
 
-
-class ModelConfig(BaseModel):
-    """Which language model LLM agents use, and where it runs."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str = Field(
-        default="smollm2-135m-instruct",
-        description="`smollm2-135m-instruct` (shipped offline), a hub id, a local folder, "
-        "or a .gguf file.",
-    )
-    dtype: str = Field(default="float32", description="torch dtype: float32, bfloat16, float16.")
-    device: str = Field(default="auto", description="cpu, cuda, or auto (cuda when present).")
+if TYPE_CHECKING:
+    from agents.llm.engine import InferenceEngine
 
 
 @dataclass(frozen=True)
@@ -35,11 +26,11 @@ class Route:
 
 @dataclass(frozen=True)
 class Utterance:
-    """A message an agent wants to send; the host wraps it in an envelope."""
+    """A message an agent wants to send: a typed message of the route's schema."""
 
     recipient: str
     schema_id: str
-    payload: dict[str, JsonValue]
+    message: BaseModel
     trace: PolicyTrace | None = None
 
 
@@ -63,6 +54,8 @@ class AgentContext:
         seed: seed for the agent's own randomness.
         model: the scenario's model settings, for LLM agents.
         adapters_dir: trained LoRA adapters to play, if given.
+        engine: the inference engine model-driven agents share (a trainer's, whose
+            adapters are learning); None: the process-wide engine of `model`.
     """
 
     name: str
@@ -72,6 +65,7 @@ class AgentContext:
     seed: int = 0
     model: ModelConfig = field(default_factory=ModelConfig)
     adapters_dir: str | None = None
+    engine: InferenceEngine | None = None
 
 
 @runtime_checkable
@@ -93,3 +87,47 @@ class Agent(Protocol):
     async def act(self, observation: Observation, inbox: Sequence[Envelope]) -> Choice:
         """The action for this step: one of `observation.legal_actions`."""
         ...
+
+
+@runtime_checkable
+class RewardObserver(Protocol):
+    """An agent that wants each step's reward (for instance for UCB statistics)."""
+
+    def observe_reward(self, reward: float) -> None:
+        """Called with the reward of the agent's last step."""
+        ...
+
+
+class ModelUsage(BaseModel):
+    """Counters of one agent's model use (summed over agents in a run summary).
+
+    Attributes:
+        calls: model calls (each message attempt, each scored action).
+        tokens_in: prompt tokens read (plus option tokens when scoring actions).
+        tokens_out: tokens generated.
+        valid: messages that parsed and validated.
+        reasked: re-asks after an invalid message.
+        rejected: messages dropped after the last re-ask.
+    """
+
+    calls: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    valid: int = 0
+    reasked: int = 0
+    rejected: int = 0
+
+    @classmethod
+    def total(cls, usages: Sequence[ModelUsage]) -> ModelUsage:
+        """The sum of several agents' counters."""
+        totals: Counter[str] = Counter()
+        for usage in usages:
+            totals.update(usage.model_dump())
+        return cls(**totals)
+
+
+@runtime_checkable
+class UsesModel(Protocol):
+    """An agent that runs a model and counts its use."""
+
+    model_usage: ModelUsage

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import entry_points
 from typing import Any
 
+from pydantic import ValidationError
+
 from agents.base import Agent, AgentContext
+from protocols import ImportPathError, UnknownSchema, describe, import_object
 
 ENTRY_POINT_GROUP = "parley.agents"
 BUILTIN = {
@@ -21,14 +23,10 @@ class AgentLoadError(ValueError):
 
 
 def _import(path: str) -> Any:
-    module_name, _, attr = path.partition(":")
     try:
-        target: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            target = getattr(target, part)
-    except (ImportError, AttributeError) as error:
-        raise AgentLoadError(f"cannot import agent {path!r}: {error}") from None
-    return target
+        return import_object(path)
+    except ImportPathError as error:
+        raise AgentLoadError(f"agent type: {error}") from None
 
 
 def agent_class(type_name: str) -> Any:
@@ -51,10 +49,12 @@ def build_agent(type_name: str, context: AgentContext) -> Agent:
     cls = agent_class(type_name)
     try:
         agent = cls(context)
-    except ValueError as error:  # pydantic's ValidationError is a ValueError
-        first = str(error).splitlines()
-        detail = " ".join(line.strip() for line in first[1:3]) if len(first) > 1 else str(error)
-        raise AgentLoadError(f"agent {context.name!r} ({type_name}) options: {detail}") from None
+    except ValidationError as error:
+        raise AgentLoadError(f"agent {context.name!r} ({type_name}) options: "
+                             f"{describe(error, root='options', limit=2)}") from None
+    except UnknownSchema as error:
+        raise AgentLoadError(f"agent {context.name!r} ({type_name}): unknown message "
+                             f"{error}") from None
     if not isinstance(agent, Agent):
         raise AgentLoadError(f"{type_name} does not implement speak() and act()")
     return agent

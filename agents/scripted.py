@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from agents.base import AgentContext, Choice, Utterance
-from protocols import Envelope, Observation
+from protocols import Envelope, Observation, SchemaRegistry
 
 
 class ScriptedMessage(BaseModel):
@@ -41,21 +41,24 @@ class ScriptedOptions(BaseModel):
     )
 
 
+def _utterance(scripted: ScriptedMessage, registry: SchemaRegistry) -> Utterance:
+    """A scripted message, typed once when the agent is built (a bad one fails the build)."""
+    name = scripted.message
+    schema_id = name if "@" in name else registry.latest(name)
+    return Utterance(scripted.recipient, schema_id, registry.validate(schema_id, scripted.payload))
+
+
 class ScriptedAgent:
     """Plays a fixed sequence of actions and sends fixed messages."""
 
     def __init__(self, context: AgentContext) -> None:
         self.name = context.name
         self.options = ScriptedOptions.model_validate(dict(context.options))
-        self._registry = context.registry
+        self._utterances = [_utterance(m, context.registry) for m in self.options.messages]
         self._turn = 0
 
     async def speak(self, observation: Observation, inbox: Sequence[Envelope]) -> list[Utterance]:
-        out = []
-        for m in self.options.messages:
-            schema_id = m.message if "@" in m.message else self._registry.latest(m.message)
-            out.append(Utterance(m.recipient, schema_id, dict(m.payload)))
-        return out
+        return list(self._utterances)
 
     async def act(self, observation: Observation, inbox: Sequence[Envelope]) -> Choice:
         if self.options.fail_at_step is not None and self._turn == self.options.fail_at_step:

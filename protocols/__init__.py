@@ -1,11 +1,14 @@
 """Envelopes, message kinds and the schema registry. Pure: no I/O, no torch."""
 
-from protocols.codec import MalformedEnvelope, check_payload, decode, open_payload
+from protocols.codec import MalformedEnvelope, check_schema, decode, seal
 from protocols.declared import FieldSpec, MessageSpec, build_model, import_model
 from protocols.envelope import BROADCAST, RUNNER, Envelope, PolicyTrace
+from protocols.errors import describe, validation_issues
+from protocols.imports import ImportPathError, import_object
 from protocols.messages import (
     KINDS,
     Action,
+    BuiltinMessage,
     Control,
     EpisodeEnd,
     Kind,
@@ -13,17 +16,19 @@ from protocols.messages import (
     Observation,
     Reward,
 )
-from protocols.registry import SchemaRegistry, UnknownSchema
+from protocols.registry import SchemaRegistry, UncheckedMessage, UnknownSchema
 
 __all__ = [
     "BROADCAST",
     "KINDS",
     "RUNNER",
     "Action",
+    "BuiltinMessage",
     "Control",
     "Envelope",
     "EpisodeEnd",
     "FieldSpec",
+    "ImportPathError",
     "Kind",
     "MalformedEnvelope",
     "Message",
@@ -32,10 +37,14 @@ __all__ = [
     "PolicyTrace",
     "Reward",
     "SchemaRegistry",
+    "UncheckedMessage",
     "UnknownSchema",
     "build_model",
-    "check_payload",
+    "check_schema",
     "decode",
+    "describe",
     "import_model",
-    "open_payload",
+    "import_object",
+    "seal",
+    "validation_issues",
 ]

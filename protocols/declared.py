@@ -6,11 +6,11 @@ frozen pydantic model, so YAML-declared and hand-written messages behave alike.
 
 from __future__ import annotations
 
-import importlib
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from protocols.imports import import_object
 from protocols.messages import Message
 
 FieldType = Literal["str", "int", "float", "bool", "enum", "list", "object"]
@@ -100,10 +100,7 @@ def build_model(
 
 def import_model(path: str) -> type[BaseModel]:
     """Import `module:Class` and check that it is a pydantic model."""
-    module_name, _, attr = path.partition(":")
-    target: Any = importlib.import_module(module_name)
-    for part in attr.split("."):
-        target = getattr(target, part)
+    target = import_object(path)
     if not (isinstance(target, type) and issubclass(target, BaseModel)):
         raise TypeError(f"{path} is not a pydantic model")
     return target

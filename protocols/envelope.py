@@ -6,9 +6,19 @@ import time
 import uuid
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
+from protocols.errors import describe
 from protocols.messages import Kind
+from protocols.registry import BUILTIN_REGISTRY, SchemaRegistry, UnknownSchema
 
 BROADCAST = "all"
 RUNNER = "runner"
@@ -30,6 +40,9 @@ class PolicyTrace(BaseModel):
         default=None, description="JSON Schema the decoding was constrained to, if any."
     )
     legal: list[int] | None = Field(default=None, description="Legal action set, for actions.")
+    options: list[list[int]] | None = Field(
+        default=None, description="For actions: token ids of each legal option, in legal order."
+    )
     temperature: float = 1.0
     top_p: float = 1.0
     epsilon: float = Field(default=0.0, description="Epsilon-greedy mix over the legal set.")
@@ -46,8 +59,11 @@ def _new_id() -> str:
 class Envelope(BaseModel):
     """A typed, addressed message on the bus.
 
-    `schema_id` names the payload's model as `Name@version`; the bus validates the
-    payload against it. `recipient` is an agent id, `runner`, or `all`.
+    `schema_id` names the payload's model as `Name@version`, and `payload` is an
+    instance of that model, validated once: where the message was built, or where
+    the envelope was read (`protocols.decode` passes the run's registry as the
+    validation context; without one, only built-in schemas can be read from JSON).
+    `recipient` is an agent id, `runner`, or `all`.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
@@ -60,13 +76,42 @@ class Envelope(BaseModel):
     recipient: str = Field(min_length=1, pattern=r"^[^/#+]+$")
     kind: Kind
     schema_id: str = Field(alias="schema", pattern=r"^[A-Za-z_][\w.]*@\d+$")
-    payload: dict[str, JsonValue]
+    payload: SerializeAsAny[BaseModel]
     time: float = Field(default_factory=time.time)
     trace: PolicyTrace | None = None
 
+    @field_validator("payload", mode="before")
+    @classmethod
+    def _typed_payload(cls, value: object, info: ValidationInfo) -> BaseModel:
+        """The payload as its schema's model: kept if it is one, else validated into one."""
+        schema_id = info.data.get("schema_id")
+        if schema_id is None:
+            raise ValueError("no valid schema to read the payload with")
+        context = info.context if isinstance(info.context, dict) else {}
+        registry: SchemaRegistry | None = context.get("registry")
+        if registry is None and isinstance(value, BaseModel):
+            return value  # built in-process from a typed message; the bus checks its model
+        try:
+            model = (registry or BUILTIN_REGISTRY)[schema_id]
+        except UnknownSchema:
+            raise ValueError(f"unknown schema {schema_id!r}") from None
+        if isinstance(value, model):
+            return value
+        if isinstance(value, BaseModel):
+            raise ValueError(f"a {type(value).__name__} is not a {schema_id}")
+        try:
+            return model.model_validate(value)
+        except ValidationError as error:
+            raise ValueError(f"{schema_id}: {describe(error, root='payload')}") from None
+
     def to_json(self) -> bytes:
-        """Wire form: compact JSON, field `schema` under its public name."""
-        return self.model_dump_json(by_alias=True, exclude_none=True).encode()
+        """Wire form: compact JSON, field `schema` under its public name.
+
+        Only an absent trace is left out: a payload's None values are data (a
+        required nullable field must survive the trip).
+        """
+        exclude = {"trace"} if self.trace is None else None
+        return self.model_dump_json(by_alias=True, exclude=exclude).encode()
 
     def is_for(self, agent: str) -> bool:
         """True when `agent` should receive this envelope (addressed or broadcast)."""

@@ -10,13 +10,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-KIND_OBSERVATION = "observation"
-KIND_ACTION = "action"
-KIND_SAY = "say"
-KIND_REWARD = "reward"
-KIND_EPISODE_END = "episode_end"
-KIND_CONTROL = "control"
-
 Kind = Literal["observation", "action", "say", "reward", "episode_end", "control"]
 KINDS: tuple[Kind, ...] = ("observation", "action", "say", "reward", "episode_end", "control")
 
@@ -82,7 +75,10 @@ class Control(Message):
     detail: str = ""
 
 
-BUILTIN_MESSAGES: dict[str, type[Message]] = {
+BuiltinMessage = Observation | Action | Reward | EpisodeEnd | Control
+"""The messages the runtime itself sends; everything else an agent says is kind `say`."""
+
+BUILTIN_MESSAGES: dict[str, type[BuiltinMessage]] = {
     "Observation@1": Observation,
     "Action@1": Action,
     "Reward@1": Reward,

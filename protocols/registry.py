@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from pydantic import BaseModel, JsonValue, ValidationError
+from pydantic import BaseModel, ConfigDict, JsonValue
 
 from protocols.declared import MessageSpec, resolve
 from protocols.messages import BUILTIN_MESSAGES
@@ -15,11 +15,20 @@ class UnknownSchema(KeyError):
     """An envelope named a schema the registry does not hold."""
 
 
+class UncheckedMessage(BaseModel):
+    """A payload of a schema the reader does not know: any JSON object, kept as is."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+
 class SchemaRegistry(Mapping[str, type[BaseModel]]):
     """Holds every message model of a run under its versioned name."""
 
-    def __init__(self, models: Mapping[str, type[BaseModel]] | None = None) -> None:
+    def __init__(self, models: Mapping[str, type[BaseModel]] | None = None,
+                 fallback: type[BaseModel] | None = None) -> None:
+        """`fallback`, if given, is the model of every schema not registered (see `lenient`)."""
         self._models: dict[str, type[BaseModel]] = dict(BUILTIN_MESSAGES)
+        self._fallback = fallback
         for schema_id, model in (models or {}).items():
             self.register(schema_id, model)
 
@@ -31,6 +40,15 @@ class SchemaRegistry(Mapping[str, type[BaseModel]]):
             registry.register(f"{name}@{spec.version}", resolve(name, spec))
         return registry
 
+    @classmethod
+    def lenient(cls) -> SchemaRegistry:
+        """Built-ins typed, any other schema read as an `UncheckedMessage`.
+
+        For reading a recording without its scenario: the run already validated
+        every payload; here they are only shown.
+        """
+        return cls(fallback=UncheckedMessage)
+
     def register(self, schema_id: str, model: type[BaseModel]) -> None:
         name, sep, version = schema_id.partition("@")
         if not (name and sep and version.isdigit()):
@@ -41,10 +59,10 @@ class SchemaRegistry(Mapping[str, type[BaseModel]]):
         self._models[schema_id] = model
 
     def __getitem__(self, schema_id: str) -> type[BaseModel]:
-        try:
-            return self._models[schema_id]
-        except KeyError:
-            raise UnknownSchema(schema_id) from None
+        model = self._models.get(schema_id, self._fallback)
+        if model is None:
+            raise UnknownSchema(schema_id)
+        return model
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._models)
@@ -68,9 +86,6 @@ class SchemaRegistry(Mapping[str, type[BaseModel]]):
         schema: dict[str, JsonValue] = self[schema_id].model_json_schema()
         return schema
 
-    def is_valid(self, schema_id: str, payload: Mapping[str, Any]) -> bool:
-        try:
-            self.validate(schema_id, payload)
-        except (UnknownSchema, ValidationError):
-            return False
-        return True
+
+BUILTIN_REGISTRY = SchemaRegistry()
+"""The built-in messages only: what an envelope is read against when no registry is given."""

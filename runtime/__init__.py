@@ -5,9 +5,10 @@ from runtime.envs import EnvHost, make_env
 from runtime.local_bus import LocalBus
 from runtime.mqtt_address import BusConnectionError
 from runtime.mqtt_bus import MqttBus
-from runtime.runner import EpisodeResult, Runner
+from runtime.play import PlaySettings, play
+from runtime.runner import Runner
 from runtime.scenario import Scenario, load_scenario
-from runtime.session import RunSettings, run_scenario
+from runtime.summary import EpisodeResult, RunSummary
 
 __all__ = [
     "Bus",
@@ -17,11 +18,12 @@ __all__ = [
     "EpisodeResult",
     "LocalBus",
     "MqttBus",
-    "RunSettings",
+    "PlaySettings",
+    "RunSummary",
     "Runner",
     "Scenario",
     "load_scenario",
     "make_env",
-    "run_scenario",
+    "play",
     "topic_for",
 ]

@@ -1,11 +1,25 @@
 """Bus benchmark: each bus against the bare mechanism it is built on.
 
 Pairs, measured in one process and alternated over a few repeats:
-  local  vs  queue:   LocalBus, against a bare asyncio.Queue with the same payload
-                      validation (`registry.validate`, as LocalBus's `check_payload`).
+  local  vs  queue:   LocalBus, against a bare asyncio.Queue. Both get the same typed
+                      envelopes (payloads built and validated before timing, as agents
+                      build them) and both run `check_schema` on each (the payload is
+                      an instance of the registry's model: the whole per-envelope check
+                      a bus owes now that payloads are typed). The baseline then puts
+                      the envelope on one queue and the consumer gets it; LocalBus also
+                      counts it, fans it out through its SubscriptionHub (an `is_for`
+                      test per subscription) and hands it over through a Drain.
   mqtt   vs  aiomqtt: MqttBus, against a bare aiomqtt publish/subscribe loop on the
-                      same broker (same bytes, QoS 1, the same window of unacknowledged
-                      publishes, one publisher client and one subscriber client).
+                      same broker (QoS 1, the same window of unacknowledged publishes,
+                      a task per publish, one publisher client and one subscriber
+                      client reading `client.messages`). The baseline sends bytes
+                      encoded before timing, and its consumer iterates
+                      `client.messages` itself without decoding. MqttBus runs
+                      `check_schema` and encodes each envelope on publish; on receipt
+                      its connection task iterates `client.messages`, decodes, checks
+                      the topic, drops duplicate ids and fans out to the consumer's
+                      queue (one more task switch per message). The ratio charges all
+                      of that to MqttBus.
 
 Each trial: one producer publishes N small say envelopes, yielding to the event loop
 after each (as agents do), one consumer receives them. Throughput is N over the time
@@ -27,7 +41,7 @@ from typing import Any, Literal
 import aiomqtt
 from pydantic import BaseModel, ConfigDict, Field
 
-from protocols import Envelope, Message, SchemaRegistry
+from protocols import Envelope, Message, SchemaRegistry, check_schema, seal
 from runtime.bus import topic_for
 from runtime.local_bus import LocalBus
 from runtime.mqtt_address import BrokerAddress
@@ -88,10 +102,9 @@ REGISTRY = SchemaRegistry({"BenchSay@1": BenchSay})
 
 def _envelopes(run: str, n: int) -> list[Envelope]:
     def say(i: int) -> Envelope:
-        return Envelope(
-            run=run, episode=0, step=i, sender="a", recipient="b", kind="say",
-            schema="BenchSay@1", payload={"text": "go to the red landmark", "seq": i},
-        )  # fmt: skip
+        message = BenchSay(text="go to the red landmark", seq=i)
+        return seal(message, run=run, episode=0, step=i, sender="a", recipient="b",
+                    schema_id="BenchSay@1")  # fmt: skip
 
     return [say(i) for i in range(n)]
 
@@ -121,7 +134,7 @@ async def _queue(envelopes: list[Envelope]) -> tuple[list[float], list[float]]:
     consumer = asyncio.create_task(_collect(queue.get, len(envelopes)))
     for envelope in envelopes:
         sent.append(time.perf_counter())
-        REGISTRY.validate(envelope.schema_id, envelope.payload)
+        check_schema(envelope, REGISTRY)
         queue.put_nowait(envelope)
         await asyncio.sleep(0)
     return sent, await asyncio.wait_for(consumer, RECEIVE_TIMEOUT_S)
@@ -247,7 +260,6 @@ async def bench_bus(url: str | None, messages: int = 5000, repeats: int = 3) -> 
         rows=rows,
         ratios=ratios,
     )
-
 
 
 def render_bench(result: BenchResult) -> str:

@@ -2,6 +2,7 @@
 
 Two implementations pass one conformance suite (tests/runtime/test_bus_conformance.py):
 `LocalBus` (in-process, the default) and `MqttBus` (aiomqtt on a Mosquitto broker).
+Both fan out what they receive through a `runtime.hub.SubscriptionHub`.
 """
 
 from __future__ import annotations
@@ -60,7 +61,11 @@ class Bus(Protocol):
     async def __aexit__(self, *exc_info: object) -> None: ...
 
     async def publish(self, envelope: Envelope) -> None:
-        """Validate the payload against its schema, then send; MalformedEnvelope if invalid."""
+        """Send a typed envelope; MalformedEnvelope unless its payload is its schema's model.
+
+        The payload was validated when it was built (`protocols.seal`): this only
+        checks it against the run's registry (`protocols.check_schema`).
+        """
         ...
 
     async def publish_raw(self, topic: str, payload: bytes) -> None:

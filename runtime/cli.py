@@ -13,25 +13,29 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+import structlog
 from rich.console import Console
 
 from agents.plugins import AgentLoadError
+from protocols import ImportPathError
 from runtime.console import ConversationView, summary_table
 from runtime.envs import EnvError
 from runtime.logs import configure_logging
-from runtime.recorder import RecordingError, read_recording
+from runtime.play import PlaySettings, Tap, play
+from runtime.recorder import Recording, RecordingError, read_recording
 from runtime.scenario import load_scenario
 from runtime.scenario_yaml import ScenarioError
 
 EXIT_BAD_INPUT = 2
 COMMAND_GROUP = "parley.commands"
 BENCHMARK_GROUP = "parley.benchmarks"
-USER_ERRORS = (ScenarioError, EnvError, AgentLoadError, RecordingError, ValueError, TimeoutError,
-               FileNotFoundError, ConnectionError)
+USER_ERRORS = (ScenarioError, EnvError, AgentLoadError, RecordingError, ImportPathError,
+               ValueError, TimeoutError, FileNotFoundError, ConnectionError)
 
 
 def positive(text: str) -> int:
@@ -72,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
 
     replay = commands.add_parser("replay", help="show a recorded run")
     replay.add_argument("recording", type=Path)
+    replay.add_argument("--scenario", type=Path,
+                        help="the run's scenario, to check its messages (else shown unchecked)")
 
     bench = commands.add_parser("bench", help="benchmarks against same-run baselines")
     bench.add_argument("target", choices=sorted(_benchmarks()))
@@ -93,37 +99,42 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from runtime.session import RunSettings, run_scenario
-
     scenario = load_scenario(args.scenario)
-    settings = RunSettings(
-        episodes=args.episodes or scenario.episodes,
-        seed=scenario.seed if args.seed is None else args.seed,
-        bus=args.bus, run_id=args.run_id, record=args.record, adapters=args.adapters,
-        live=not args.quiet)
-    summary = asyncio.run(run_scenario(scenario, settings))
+    view = [] if args.quiet else [ConversationView()]
+    with ExitStack() as stack:
+        taps: list[Tap] = [*view]
+        if args.record is not None:
+            taps.append(stack.enter_context(Recording(args.record)))
+        settings = PlaySettings(
+            episodes=args.episodes or scenario.episodes,
+            seed=scenario.seed if args.seed is None else args.seed,
+            bus=args.bus, run_id=args.run_id, adapters=args.adapters, taps=taps)
+        summary = asyncio.run(play(scenario, settings))
     if not args.quiet:
         console = Console()
         console.print(summary_table(summary))
-        console.print(f"messages: {summary['messages']}  wall: {summary['wall_s']} s"
-                      + (f"  success: {summary['success_rate']:.0%}"
-                         if summary["success_rate"] is not None else ""))
+        counts = summary.messages
+        success = "" if summary.success_rate is None else f"  success: {summary.success_rate:.0%}"
+        console.print(f"messages: {counts.published} published, {counts.delivered} delivered, "
+                      f"{counts.rejected} rejected  wall: {summary.wall_s} s{success}")
     if args.summary:
-        args.summary.write_text(json.dumps(summary, indent=2) + "\n")
+        args.summary.write_text(summary.to_json() + "\n")
     return 0
 
 
 def _agent(args: argparse.Namespace) -> int:
-    from runtime.session import serve_agent
-
     scenario = load_scenario(args.scenario)
-    seed = scenario.seed if args.seed is None else args.seed
-    asyncio.run(serve_agent(scenario, args.agent, args.bus, args.run_id, seed, args.adapters))
+    settings = PlaySettings(episodes=0, seed=scenario.seed if args.seed is None else args.seed,
+                            bus=args.bus, run_id=args.run_id, adapters=args.adapters,
+                            serve_only=args.agent)
+    structlog.contextvars.bind_contextvars(agent=args.agent)
+    asyncio.run(play(scenario, settings))
     return 0
 
 
 def _replay(args: argparse.Namespace) -> int:
-    ConversationView().replay(read_recording(args.recording))
+    registry = load_scenario(args.scenario).registry() if args.scenario else None
+    ConversationView().replay(read_recording(args.recording, registry))
     return 0
 
 
@@ -152,8 +163,8 @@ def bench_bus_command(args: argparse.Namespace) -> tuple[Any, str]:
 
 def bench_inference_command(args: argparse.Namespace) -> tuple[Any, str]:
     """`parley bench inference`: the engine against naive and offline batched generate."""
-    from agents.base import ModelConfig
     from agents.llm.bench import bench_inference, render_inference_bench
+    from agents.model import ModelConfig
 
     result = bench_inference(ModelConfig(), agents=args.agents)
     return result, render_inference_bench(result)

@@ -8,19 +8,33 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from gymnasium import spaces
 from pettingzoo import AECEnv, ParallelEnv
 from pydantic import JsonValue
 
-from protocols import Observation
+from protocols import ImportPathError, Observation, import_object
 from runtime.scenario import EnvSpec
 
 
 class EnvError(ValueError):
     """An environment the scenario names cannot be built or hosted."""
+
+
+@runtime_checkable
+class NamesActions(Protocol):
+    """An env that names its actions (built-in games do); others get `action <i>`."""
+
+    def action_names(self, agent: str) -> list[str]: ...
+
+
+@runtime_checkable
+class WritesText(Protocol):
+    """An env that renders an agent's observation as text for a language model."""
+
+    def text_observation(self, agent: str) -> str: ...
 
 
 class EnvHost(Protocol):
@@ -69,7 +83,7 @@ class _Rendering:
         self.env = env
 
     def action_names(self, agent: str) -> list[str]:
-        if hasattr(self.env, "action_names"):
+        if isinstance(self.env, NamesActions):
             return list(self.env.action_names(agent))
         space = self.env.action_space(agent)
         if not isinstance(space, spaces.Discrete):
@@ -79,7 +93,7 @@ class _Rendering:
     def observation(self, agent: str, raw: Any, info: Mapping[str, Any]) -> Observation:
         data, mask = _split_mask(raw, info)
         numbers = to_json(data)
-        if hasattr(self.env, "text_observation"):
+        if isinstance(self.env, WritesText):
             text = str(self.env.text_observation(agent))
         else:
             text = f"You are {agent}. Your observation: {numbers}"
@@ -177,18 +191,20 @@ def _constructor(spec: EnvSpec) -> Callable[..., Any]:
             raise EnvError(f"unknown game {spec.game!r}; built-in games: {', '.join(GAMES)}")
         return GAMES[spec.game]
     assert spec.pettingzoo is not None
-    module_name, _, attr = spec.pettingzoo.partition(":")
+    if ":" in spec.pettingzoo:
+        try:
+            return import_object(spec.pettingzoo)  # type: ignore[no-any-return]
+        except ImportPathError as error:
+            raise EnvError(f"environment: {error}") from None
     try:
-        module = importlib.import_module(module_name)
+        module = importlib.import_module(spec.pettingzoo)
     except ImportError as error:
-        raise EnvError(f"cannot import environment module {module_name!r}: {error}") from None
-    if attr:
-        return getattr(module, attr)  # type: ignore[no-any-return]
+        raise EnvError(f"cannot import environment module {spec.pettingzoo!r}: {error}") from None
     names = {"auto": ("parallel_env", "env"), "parallel": ("parallel_env",), "aec": ("env",)}
-    for name in names[spec.api]:
-        if hasattr(module, name):
-            return getattr(module, name)  # type: ignore[no-any-return]
-    raise EnvError(f"module {module_name!r} has no {' or '.join(names[spec.api])}()")
+    found = [vars(module)[name] for name in names[spec.api] if name in vars(module)]
+    if not found:
+        raise EnvError(f"module {spec.pettingzoo!r} has no {' or '.join(names[spec.api])}()")
+    return found[0]  # type: ignore[no-any-return]
 
 
 def make_env(spec: EnvSpec) -> EnvHost:

@@ -4,42 +4,34 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
 
 import structlog
 from pydantic import BaseModel
 
-from agents.base import Agent, Utterance
+from agents.base import Agent, RewardObserver, Utterance
 from protocols import (
     RUNNER,
     Action,
     Control,
     Envelope,
-    Kind,
+    EpisodeEnd,
     MalformedEnvelope,
     Observation,
+    PolicyTrace,
     Reward,
-    check_payload,
+    seal,
 )
 from runtime.bus import Bus, reject
 
 log = structlog.get_logger()
 
-BUILTIN_SCHEMAS: dict[str, str] = {
-    "observation": "Observation@1", "action": "Action@1", "reward": "Reward@1",
-    "episode_end": "EpisodeEnd@1", "control": "Control@1",
-}
-
 Allows = Callable[[str, str, str], bool]
 
 
-def envelope(bus: Bus, sender: str, recipient: str, episode: int, step: int,
-             message: BaseModel, **extra: Any) -> Envelope:
-    """Wrap a built-in message kind in an envelope of this run."""
-    kind: Kind = getattr(message, "kind")  # noqa: B009 - every built-in kind has one
-    return Envelope(run=bus.run, episode=episode, step=step, sender=sender, recipient=recipient,
-                    kind=kind, schema=BUILTIN_SCHEMAS[kind],
-                    payload=message.model_dump(mode="json"), **extra)
+def is_stop(envelope: Envelope) -> bool:
+    """The runner's last word: the run is over."""
+    return (envelope.sender == RUNNER and isinstance(envelope.payload, Control)
+            and envelope.payload.command == "stop")
 
 
 class AgentHost:
@@ -59,33 +51,28 @@ class AgentHost:
             if ready is not None:
                 ready.set()
             async for env in stream:
-                if not await self._handle(env):
+                if is_stop(env):
                     return
+                await self._handle(env)
 
-    async def _handle(self, env: Envelope) -> bool:
-        match env.kind:
-            case "observation":
-                self._observation = Observation.model_validate(env.payload)
+    async def _handle(self, env: Envelope) -> None:
+        if env.kind == "say":
+            self._receive(env)
+            return
+        if env.sender != RUNNER:
+            return  # only the runner observes, rewards and coordinates
+        match env.payload:
+            case Observation() as observation:
+                self._observation = observation
                 await self._speak(env.episode, env.step)
-            case "say":
-                self._receive(env)
-            case "control":
-                return await self._control(env)
-            case "reward":
-                observe = getattr(self.agent, "observe_reward", None)
-                if observe is not None:
-                    observe(Reward.model_validate(env.payload).reward)
-            case "episode_end":
+            case Control(command="act"):
+                await self._act(env.episode, env.step)
+            case Control(command="hello"):
+                await self._send(RUNNER, env.episode, env.step, Control(command="hello"))
+            case Reward(reward=reward) if isinstance(self.agent, RewardObserver):
+                self.agent.observe_reward(reward)
+            case EpisodeEnd():
                 self._observation, self._inbox = None, []
-        return True
-
-    async def _control(self, env: Envelope) -> bool:
-        command = Control.model_validate(env.payload).command
-        if command == "act" and env.sender == RUNNER:
-            await self._act(env.episode, env.step)
-        elif command == "hello" and env.sender == RUNNER:
-            await self._send(RUNNER, env.episode, env.step, Control(command="hello"))
-        return not (command == "stop" and env.sender == RUNNER)
 
     def _receive(self, env: Envelope) -> None:
         if not self.allows(env.sender, env.recipient, env.schema_id):
@@ -108,18 +95,16 @@ class AgentHost:
         await self._send(RUNNER, episode, step, Control(command="spoken"))
 
     async def _say(self, utterance: Utterance, episode: int, step: int) -> None:
-        env = Envelope(run=self.bus.run, episode=episode, step=step, sender=self.name,
-                       recipient=utterance.recipient, kind="say", schema=utterance.schema_id,
-                       payload=utterance.payload, trace=utterance.trace)
-        try:
-            if not self.allows(self.name, utterance.recipient, utterance.schema_id):
-                raise MalformedEnvelope(f"no route {self.name}->{utterance.recipient} for "
-                                        f"{utterance.schema_id}")
-            check_payload(env, self.bus.registry)
-        except MalformedEnvelope as error:
-            reject(self.bus.stats, f"say/{self.name}/{utterance.recipient}", error)
+        if not self.allows(self.name, utterance.recipient, utterance.schema_id):
+            reject(self.bus.stats, f"say/{self.name}/{utterance.recipient}",
+                   MalformedEnvelope(f"no route {self.name}->{utterance.recipient} for "
+                                     f"{utterance.schema_id}"))
             return
-        await self.bus.publish(env)
+        try:
+            await self._send(utterance.recipient, episode, step, utterance.message,
+                             schema_id=utterance.schema_id, trace=utterance.trace)
+        except MalformedEnvelope as error:  # a message of another model than the schema's
+            reject(self.bus.stats, f"say/{self.name}/{utterance.recipient}", error)
 
     async def _act(self, episode: int, step: int) -> None:
         if self._observation is None:
@@ -136,6 +121,7 @@ class AgentHost:
         await self._send(RUNNER, episode, step, Action(action=choice.action), trace=choice.trace)
 
     async def _send(self, recipient: str, episode: int, step: int, message: BaseModel,
-                    **extra: Any) -> None:
-        await self.bus.publish(envelope(self.bus, self.name, recipient, episode, step, message,
-                                        **extra))
+                    schema_id: str | None = None, trace: PolicyTrace | None = None) -> None:
+        await self.bus.publish(seal(message, run=self.bus.run, episode=episode, step=step,
+                                    sender=self.name, recipient=recipient, schema_id=schema_id,
+                                    trace=trace))

@@ -1,12 +1,23 @@
-"""Broker addresses, TLS and naming rules of the MQTT bus."""
+"""Broker addresses, TLS, naming rules, presence envelopes and the client of the MQTT bus."""
 
 from __future__ import annotations
 
 import ssl
+import sys
 from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import unquote, urlsplit
 
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+
+from protocols import BROADCAST, Control, Envelope, seal
+from runtime.bus import topic_for
+
+SESSION_EXPIRY_S = 600
+"""How long the broker keeps our session (subscriptions, queued QoS 1) while we are away."""
 
 
 class BusConnectionError(ConnectionError):
@@ -61,3 +72,49 @@ def tls_context(tls: ssl.SSLContext | bool | None, url_says_tls: bool) -> ssl.SS
     if tls or (tls is None and url_says_tls):
         return ssl.create_default_context()
     return None
+
+
+def presence_envelope(
+    run: str, agent: str, command: Literal["hello", "bye", "offline"], detail: str = ""
+) -> Envelope:
+    """Control `command` from `agent` to all: hello on connect, bye on close, offline as will."""
+    return seal(Control(command=command, detail=detail), run=run, episode=0, step=0,
+                sender=agent, recipient=BROADCAST)  # fmt: skip
+
+
+def persistent_client(
+    address: BrokerAddress,
+    identifier: str,
+    *,
+    credentials: tuple[str | None, str | None],
+    tls: ssl.SSLContext | None,
+    will: Envelope | None,
+    max_inflight: int,
+) -> aiomqtt.Client:
+    """An MQTT 5 client that resumes its session (`identifier`) at every connection.
+
+    Never clean_start: Mosquitto (2.0) does not save the session of a client
+    that is connected with clean_start when it stops, so a restart would lose
+    what it queued for us. A fresh client id has no old session anyway; an old
+    session of a reused id only yields messages no subscription of ours matches.
+
+    Args:
+        address: The broker.
+        identifier: MQTT client id, which names the session.
+        credentials: User name and password, or Nones.
+        tls: TLS context, or None for plain TCP.
+        will: What the broker publishes (QoS 1) if the connection dies uncleanly.
+        max_inflight: QoS 1 publishes paho sends before their PUBACKs; the caller's
+            window bounds the publish calls, so aiomqtt's warning about many
+            pending calls is off.
+    """
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.SessionExpiryInterval = SESSION_EXPIRY_S
+    last_will = None if will is None else aiomqtt.Will(topic_for(will), will.to_json(), qos=1)
+    client = aiomqtt.Client(
+        address.host, address.port, username=credentials[0], password=credentials[1],
+        identifier=identifier, protocol=aiomqtt.ProtocolVersion.V5, clean_start=False,
+        properties=properties, will=last_will, tls_context=tls, max_inflight_messages=max_inflight,
+    )  # fmt: skip
+    client.pending_calls_threshold = sys.maxsize
+    return client

@@ -3,39 +3,56 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
+from types import TracebackType
+from typing import IO, Self
 
-from protocols import Envelope
+from protocols import Envelope, MalformedEnvelope, SchemaRegistry, decode
 
 
-async def record(stream: AsyncIterator[Envelope], path: Path) -> int:
-    """Write every envelope of `stream` to `path`, one JSON object a line; returns the count."""
-    count = 0
-    with path.open("w") as out:
-        async for envelope in stream:
-            out.write(envelope.to_json().decode() + "\n")
-            count += 1
-            if envelope.kind == "control" and envelope.payload.get("command") == "stop":
-                break
-    return count
+class Recording:
+    """A tap that writes every envelope it sees to a JSONL file, one object a line."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.count = 0
+        self._out: IO[str] | None = None
+
+    def __enter__(self) -> Self:
+        self._out = self.path.open("w")
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        if self._out is not None:
+            self._out.close()
+
+    def __call__(self, envelope: Envelope) -> None:
+        assert self._out is not None, "use `with Recording(path) as recording:`"
+        self._out.write(envelope.to_json().decode() + "\n")
+        self.count += 1
 
 
 class RecordingError(ValueError):
     """A recording file with a line that is not an envelope."""
 
 
-def read_recording(path: Path) -> Iterator[Envelope]:
-    """Envelopes of a recording, in order; RecordingError names the bad line."""
+def read_recording(path: Path, registry: SchemaRegistry | None = None) -> Iterator[Envelope]:
+    """Envelopes of a recording, in order; RecordingError names the bad line.
+
+    Without the run's registry, the scenario's own messages are read unchecked
+    (`SchemaRegistry.lenient`): enough to show them, not to trust them.
+    """
+    registry = registry or SchemaRegistry.lenient()
     with path.open() as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
-                yield Envelope.model_validate_json(line)
-            except ValueError as error:
-                first = str(error).splitlines()[0]
-                raise RecordingError(f"{path}:{number}: not an envelope: {first}") from None
+                yield decode(line, registry)
+            except MalformedEnvelope as error:
+                raise RecordingError(f"{path}:{number}: not an envelope: {error}") from None
 
 
 def comparable(envelope: Envelope) -> dict[str, object]:

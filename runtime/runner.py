@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, field
+from typing import Literal
 
 import structlog
 
@@ -23,37 +23,14 @@ from protocols import (
     EpisodeEnd,
     Observation,
     Reward,
+    seal,
 )
 from runtime.bus import Bus
 from runtime.envs import EnvHost
-from runtime.host import envelope
 from runtime.scenario import RuntimeSpec
+from runtime.summary import EpisodeResult, Incidents
 
 log = structlog.get_logger()
-
-
-@dataclass
-class EpisodeResult:
-    """What one episode came to."""
-
-    episode: int
-    returns: dict[str, float]
-    steps: int
-    success: bool | None
-
-
-@dataclass
-class Incidents:
-    """Agents that were late, crashed, or chose an illegal action; the run went on."""
-
-    late: int = 0
-    failed: int = 0
-    illegal: int = 0
-    by_agent: dict[str, int] = field(default_factory=dict)
-
-    def count(self, agent: str, what: str) -> None:
-        setattr(self, what, getattr(self, what) + 1)
-        self.by_agent[agent] = self.by_agent.get(agent, 0) + 1
 
 
 class Runner:
@@ -68,13 +45,14 @@ class Runner:
         self._offline: set[str] = set()
         self._where = (0, 0)
 
-    async def run(self, episodes: int, remote: Iterable[str] = ()) -> list[EpisodeResult]:
-        """Play `episodes` episodes; waits first for the remote agents to say hello."""
+    async def run(self, episodes: int, remote: Iterable[str] = (), first: int = 0
+                  ) -> list[EpisodeResult]:
+        """Play episodes `first .. first + episodes - 1`; waits first for the remote agents."""
         async with self.bus.subscribe(RUNNER) as stream:
             reader = asyncio.create_task(self._read(stream))
             try:
                 await self._await_agents(set(remote))
-                return [await self.run_episode(episode) for episode in range(episodes)]
+                return [await self.run_episode(e) for e in range(first, first + episodes)]
             finally:
                 await self._publish(BROADCAST, Control(command="stop"))
                 reader.cancel()
@@ -96,17 +74,23 @@ class Runner:
     async def _read(self, stream: AsyncIterator[Envelope]) -> None:
         """Route agents' replies to whoever waits for them in the current step."""
         async for env in stream:
-            what = "action" if env.kind == "action" else str(env.payload.get("command"))
-            if env.kind == "control" and what in ("hello", "bye", "offline"):
-                await self._note_presence(env.sender, what == "hello")
-                continue
-            # A crashed agent answers the act request with an error instead of an action.
-            future = self._waiting.get(("action" if what == "error" else what, env.sender))
-            if future is not None and not future.done() and (env.episode, env.step) == self._where:
-                future.set_result(env)
-            elif env.kind == "action":
-                log.warning("stale_action", run=self.bus.run, agent=env.sender,
-                            episode=env.episode, step=env.step)
+            match env.payload:
+                case Control(command="hello" | "bye" | "offline" as presence):
+                    await self._note_presence(env.sender, presence == "hello")
+                # A crashed agent answers the act request with an error instead of an action.
+                case Action() | Control(command="error"):
+                    self._answer("action", env)
+                case Control(command="spoken"):
+                    self._answer("spoken", env)
+
+    def _answer(self, what: Literal["action", "spoken"], env: Envelope) -> None:
+        """Hand a reply to whoever waits for it in the current step; log stale actions."""
+        future = self._waiting.get((what, env.sender))
+        if future is not None and not future.done() and (env.episode, env.step) == self._where:
+            future.set_result(env)
+        elif what == "action":
+            log.warning("stale_action", run=self.bus.run, agent=env.sender,
+                        episode=env.episode, step=env.step)
 
     async def _note_presence(self, agent: str, here: bool) -> None:
         async with self._presence:
@@ -132,14 +116,16 @@ class Runner:
                 returns[agent] = returns.get(agent, 0.0) + reward
                 await self._publish(agent, Reward(reward=reward))
             step += 1
-        result = EpisodeResult(episode, returns, step, self.env.success())
+        result = EpisodeResult(episode=episode, returns=returns, steps=step,
+                               success=self.env.success())
         await self._publish(BROADCAST, EpisodeEnd(returns=returns, steps=step,
                                                   success=result.success))
         log.info("episode_end", run=self.bus.run, episode=episode, steps=step, returns=returns,
                  success=result.success)
         return result
 
-    async def _gather(self, what: str, agents: list[str], timeout: float) -> dict[str, Envelope]:
+    async def _gather(self, what: Literal["action", "spoken"], agents: list[str],
+                      timeout: float) -> dict[str, Envelope]:
         live = [a for a in agents if a not in self._offline]
         futures = {a: asyncio.get_running_loop().create_future() for a in live}
         for agent, future in futures.items():
@@ -171,12 +157,12 @@ class Runner:
             self.incidents.count(agent, "late")
             bound.warning("agent_late", default_action=fallback)
             return fallback
-        if reply.kind == "control":
+        if not isinstance(reply.payload, Action):  # the agent's Control "error"
             self.incidents.count(agent, "failed")
-            bound.warning("agent_failed_default_action", default_action=fallback,
-                          error=reply.payload.get("detail"))
+            detail = reply.payload.detail if isinstance(reply.payload, Control) else ""
+            bound.warning("agent_failed_default_action", default_action=fallback, error=detail)
             return fallback
-        action = Action.model_validate(reply.payload).action
+        action = reply.payload.action
         if action not in legal:
             self.incidents.count(agent, "illegal")
             bound.warning("illegal_action", action=action, default_action=fallback)
@@ -186,4 +172,5 @@ class Runner:
     async def _publish(self, recipient: str, message: Observation | Reward | Control | EpisodeEnd,
                        ) -> None:
         episode, step = self._where
-        await self.bus.publish(envelope(self.bus, RUNNER, recipient, episode, step, message))
+        await self.bus.publish(seal(message, run=self.bus.run, episode=episode, step=step,
+                                    sender=RUNNER, recipient=recipient))

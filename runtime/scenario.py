@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
-from agents.base import ModelConfig, Route
+from agents.base import Route
+from agents.model import ModelConfig
 from protocols import BROADCAST, MessageSpec, SchemaRegistry
 
 

@@ -8,6 +8,8 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from protocols import validation_issues
+
 Model = TypeVar("Model", bound=BaseModel)
 Path_ = tuple[str | int, ...]
 
@@ -73,10 +75,7 @@ def load_yaml_model(
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        problems = []
-        for item in error.errors():
-            loc = tuple(part for part in item["loc"] if not str(part).startswith("function-"))
-            field = ".".join(str(part) for part in loc) or "<scenario>"
-            message = item["msg"].removeprefix("Value error, ")
-            problems.append(f"{path}:{_line_of(loc, lines)}: {field}: {message}")
+        problems = [f"{path}:{_line_of(loc, lines)}: "
+                    f"{'.'.join(str(part) for part in loc) or '<scenario>'}: {message}"
+                    for loc, message in validation_issues(error)]
         raise ScenarioError(problems) from None

@@ -185,9 +185,16 @@ class Mosquitto:
         if process.stderr is not None:
             process.stderr.close()
 
-    def restart(self) -> None:
-        """Clean stop, then start again on the same port with the same data."""
+    def restart(self, users: Mapping[str, str] | None = None) -> None:
+        """Clean stop, then start again on the same port with the same data.
+
+        Args:
+            users: New users and passwords to start with, replacing the old ones.
+        """
         self.stop()
+        if users is not None:
+            self.users = dict(users)
+            self._write_config()
         self.start()
 
     def log(self) -> str:

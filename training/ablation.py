@@ -30,6 +30,8 @@ from typing import Any
 
 import structlog
 import yaml
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from training.checkpoint import latest_checkpoint
 from training.metrics import read_metrics
@@ -135,13 +137,16 @@ def render_table(todo: list[Cell], summaries: list[dict[str, Any]]) -> str:
 
 
 def plot_ablation(todo: list[Cell], path: Path) -> None:
-    """Training success per iteration, mean over seeds (band: min to max), per variant."""
-    import matplotlib
+    """Training success per iteration, mean over seeds (band: min to max), per variant.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(7, 4))
+    Curves are cut to the variant's shortest seed, so every point is a mean over all of
+    its seeds; a variant with no logged iteration is left out.
+    """
+    # A bare Figure on the Agg canvas, not pyplot: no global backend switch and no figure
+    # registry to leak, as in training/plot.py.
+    figure = Figure(figsize=(7, 4))
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
     for variant in dict.fromkeys(cell.variant for cell in todo):
         curves = [[row["success_rate"] for row in read_metrics(cell.folder)]
                   for cell in todo if cell.variant == variant]
@@ -159,7 +164,6 @@ def plot_ablation(todo: list[Cell], path: Path) -> None:
     axes.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
-    plt.close(figure)
 
 
 def _slug(name: str) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +24,31 @@ import torch
 
 from agents.llm.adapters import adapter_scope
 from agents.llm.decoding import option_totals
+from agents.llm.policy import message_logits
 from training.rollout import collect_rollout
-from training.train_scenario import load_train_scenario
+from training.train_scenario import TrainScenario, load_train_scenario
 from training.trainer import (
+    Learners,
     adapter_names,
     build_learners,
     scenario_for_training,
 )
-from training.trajectory import Decision, assemble, message_logits
+from training.trajectory import Decision, Trajectories, assemble
 from training.update import ppo_update, prepare_batch
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "referential_codes.yaml"
 TARGET = 0.70
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """What both loops train on: the learners and one rollout's decisions."""
+
+    scenario: TrainScenario
+    learners: Learners
+    trajectories: Trajectories
+    decisions: list[Decision]
+    rollout_s: float
 
 
 def bench_train(scenario: Path | None = None, episodes: int = 8, epochs: int = 2,
@@ -52,6 +66,27 @@ def bench_train(scenario: Path | None = None, episodes: int = 8, epochs: int = 2
         threads: torch threads for the whole process (None: the scenario's
             `training.threads`, else torch's default).
     """
+    setup = _setup(scenario, episodes, epochs, model, threads)
+    ppo_s, prepare_s, bare_s = _measure(setup, epochs, repeats)
+    tokens = epochs * sum(d.tokens for d in setup.decisions)
+    return {
+        "scenario": setup.scenario.name, "model": setup.scenario.model.name,
+        "decisions": len(setup.decisions), "epochs": epochs, "tokens": tokens,
+        "rollout_s": round(setup.rollout_s, 3),
+        "ppo_update_s": round(ppo_s, 3), "prepare_s": round(prepare_s, 3),
+        "bare_s": round(bare_s, 3),
+        "ppo_tokens_per_s": round(tokens / ppo_s, 1),
+        "ppo_with_prepare_tokens_per_s": round(tokens / (ppo_s + prepare_s), 1),
+        "bare_tokens_per_s": round(tokens / bare_s, 1),
+        "ratio": round(bare_s / ppo_s, 3),
+        "ratio_with_prepare": round(bare_s / (ppo_s + prepare_s), 3),
+        "target": TARGET, "threads": torch.get_num_threads(),
+    }
+
+
+def _setup(scenario: Path | None, episodes: int, epochs: int, model: str | None,
+           threads: int | None) -> _Setup:
+    """Load the scenario with the benchmark's overrides, build the learners, roll out once."""
     overrides: dict[str, Any] = {"training.episodes_per_iteration": episodes,
                                  "training.epochs": epochs,
                                  "training.minibatches": min(2, episodes)}
@@ -64,41 +99,34 @@ def bench_train(scenario: Path | None = None, episodes: int = 8, epochs: int = 2
         torch.set_num_threads(threads)
     adapters = adapter_names(train_scenario)
     learners = build_learners(train_scenario, sorted(set(adapters.values())))
-    lm, tokenizer = learners.model, learners.engine.tokenizer
     playing = scenario_for_training(train_scenario, adapters)
     rollout = asyncio.run(collect_rollout(playing, learners.engine, episodes, config.seed,
                                           config.concurrency))
-    trajectories = assemble(rollout.envelopes, tokenizer)
+    trajectories = assemble(rollout.envelopes)
     decisions = [d for d in trajectories.decisions if d.trace.adapter is not None]
-    tokens = epochs * sum(d.tokens for d in decisions)
+    return _Setup(train_scenario, learners, trajectories, decisions, rollout.wall_s)
+
+
+def _measure(setup: _Setup, epochs: int, repeats: int) -> tuple[float, float, float]:
+    """Best seconds of the PPO update, of its `prepare`, and of the bare loop."""
+    learners, config = setup.learners, setup.scenario.training
+    lm, tokenizer = learners.model, learners.engine.tokenizer
     bare_optimiser = torch.optim.Adam(learners.optimisers["actor"].param_groups[0]["params"],
                                       lr=1e-6)
     ppo_s, prepare_s, bare_s = [], [], []
     for repeat in range(repeats):
         start = time.perf_counter()
-        _bare(lm, decisions, config.minibatches, epochs, bare_optimiser, repeat)
+        _bare(lm, setup.decisions, config.minibatches, epochs, bare_optimiser, repeat)
         bare_s.append(time.perf_counter() - start)
         start = time.perf_counter()
-        batch = prepare_batch(lm, tokenizer, learners.critic, trajectories, decisions, config)
+        batch = prepare_batch(lm, tokenizer, learners.critic, setup.trajectories,
+                              setup.decisions, config)
         prepared = time.perf_counter()
         ppo_update(lm, tokenizer, learners.critic, learners.optimisers, batch, config,
                    torch.Generator().manual_seed(repeat))
         ppo_s.append(time.perf_counter() - prepared)
         prepare_s.append(prepared - start)
-    best_ppo, best_bare, best_prepare = min(ppo_s), min(bare_s), min(prepare_s)
-    return {
-        "scenario": train_scenario.name, "model": train_scenario.model.name,
-        "decisions": len(decisions), "epochs": epochs, "tokens": tokens,
-        "rollout_s": round(rollout.wall_s, 3),
-        "ppo_update_s": round(best_ppo, 3), "prepare_s": round(best_prepare, 3),
-        "bare_s": round(best_bare, 3),
-        "ppo_tokens_per_s": round(tokens / best_ppo, 1),
-        "ppo_with_prepare_tokens_per_s": round(tokens / (best_ppo + best_prepare), 1),
-        "bare_tokens_per_s": round(tokens / best_bare, 1),
-        "ratio": round(best_bare / best_ppo, 3),
-        "ratio_with_prepare": round(best_bare / (best_ppo + best_prepare), 3),
-        "target": TARGET, "threads": torch.get_num_threads(),
-    }
+    return min(ppo_s), min(prepare_s), min(bare_s)
 
 
 def _bare(model: torch.nn.Module, decisions: list[Decision], minibatches: int, epochs: int,

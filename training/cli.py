@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +93,7 @@ def _eval(args: argparse.Namespace) -> int:
                                    args.concurrency))
     print(render_eval(summary))
     if args.summary:
-        args.summary.write_text(json.dumps(summary, indent=2) + "\n")
+        args.summary.write_text(summary.to_json() + "\n")
     return 0
 
 

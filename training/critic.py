@@ -66,7 +66,13 @@ def value_row(step: int, kind: Literal["message", "action"]) -> int:
 
 
 def _message_line(env: Envelope) -> str:
-    payload = json.dumps(env.payload, ensure_ascii=False, sort_keys=True)
+    """One message as the critic reads it: sender, recipient and the payload as JSON.
+
+    Keys are sorted so that equal messages read the same whatever their model's
+    field order (and the text, hence its features, stays what it always was).
+    """
+    payload = json.dumps(env.payload.model_dump(mode="json"), ensure_ascii=False,
+                         sort_keys=True)
     return f"message {env.sender} -> {env.recipient}: {payload}"
 
 

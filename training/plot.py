@@ -1,4 +1,6 @@
-"""Learning curves from `metrics.csv`, and the ablation figure and table across variants and seeds.
+"""`parley plot`: the learning curves of one training run, drawn from its `metrics.csv`.
+
+The ablation's table and figure across variants and seeds are `training.ablation`'s.
 
 Figures are drawn on `matplotlib.figure.Figure` with the Agg canvas rather than through
 pyplot: no global backend switch, no figure registry to leak, safe in a headless run.
@@ -7,10 +9,8 @@ pyplot: no global backend switch, no figure registry to leak, safe in a headless
 from __future__ import annotations
 
 import math
-import statistics
 from pathlib import Path
 
-import numpy as np
 import structlog
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -117,73 +117,3 @@ def plot_run(out_dir: Path) -> list[Path]:
         written.append(_save(single, plots / f"{stem}.png"))
     log.info("plots_written", out_dir=str(plots), files=len(written))
     return written
-
-
-def _seed_curves(paths: list[Path], metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """Iterations that every seed has, and a (seeds, iterations) array of the metric there."""
-    curves = [dict(zip(*_series(read_metrics(p), metric), strict=True)) for p in paths]
-    common = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
-    return np.array(common), np.array([[c[x] for x in common] for c in curves])
-
-
-def plot_ablation(runs: dict[str, list[Path]], out: Path, metric: str = "success_rate") -> Path:
-    """One curve per variant: the mean of `metric` over its seeds, shaded ± one std.
-
-    Args:
-        runs: variant name -> run directories (or their metrics.csv), one per seed.
-        out: the PNG to write; its directory is created.
-        metric: the metrics.csv column to draw.
-
-    Returns:
-        `out`. Only iterations that every seed of a variant reached are drawn, so a
-        mean is never over fewer seeds than the legend says.
-    """
-    fig = Figure(figsize=(7, 4.5), layout="constrained")
-    ax = fig.subplots()
-    for index, (variant, paths) in enumerate(runs.items()):
-        xs, values = _seed_curves(paths, metric)
-        if xs.size == 0:
-            log.warning("ablation_variant_empty", variant=variant, metric=metric)
-            continue
-        mean = values.mean(axis=0)
-        std = values.std(axis=0, ddof=1) if len(paths) > 1 else np.zeros_like(mean)
-        ax.plot(xs, mean, color=f"C{index}", label=f"{variant} (n={len(paths)})")
-        ax.fill_between(xs, mean - std, mean + std, color=f"C{index}", alpha=0.2)
-    ax.set_xlabel(ITERATION)
-    ax.set_ylabel(metric)
-    ax.set_title(f"{metric}: mean ± std over seeds")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return _save(fig, out)
-
-
-def _final(path: Path, metric: str) -> float | None:
-    """The metric's value in the last row that has it."""
-    values = _series(read_metrics(path), metric)[1]
-    return values[-1] if values else None
-
-
-def _mean_std(values: list[float | None]) -> str:
-    present = [v for v in values if v is not None]
-    if not present:
-        return "n/a"
-    spread = statistics.stdev(present) if len(present) > 1 else 0.0
-    return f"{statistics.fmean(present):.3f} ± {spread:.3f}"
-
-
-def ablation_table(runs: dict[str, list[Path]]) -> str:
-    """A markdown table: per variant, the final success rate and return, mean ± std over seeds.
-
-    "Final" is each seed's last logged value; the std is the sample std (0 with one seed).
-    """
-    lines = [
-        "| variant | seeds | final success rate | final return |",
-        "|---|---|---|---|",
-    ]
-    for variant, paths in runs.items():
-        success = _mean_std([_final(p, "success_rate") for p in paths])
-        returns = _mean_std([_final(p, "return_mean") for p in paths])
-        lines.append(f"| {variant} | {len(paths)} | {success} | {returns} |")
-    return "\n".join(lines)

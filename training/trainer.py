@@ -44,7 +44,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from agents.llm.adapters import attach_adapters, enable_adapter_grads, load_adapters, save_adapters
 from agents.llm.engine import InferenceEngine
 from agents.llm.loading import load_model
-from runtime.session import agent_seed
+from runtime.play import agent_seed
 from training.checkpoint import ADAPTERS, latest_checkpoint, restore_checkpoint, save_checkpoint
 from training.config import PPOConfig
 from training.critic import CentralCritic, hidden_size
@@ -140,7 +140,7 @@ def train(scenario: TrainScenario, out: Path, iterations: int | None = None,
             set_learning_rates(optimisers, config, iteration, total)
             # 1-2. Roll out with the current adapters; assemble trajectories.
             rollout = asyncio.run(_collect(playing, engine, config, iteration))
-            trajectories = assemble(rollout.envelopes, engine.tokenizer)
+            trajectories = assemble(rollout.envelopes)
             decisions = [d for d in trajectories.decisions
                          if d.trace.adapter in set(adapters.values())]
             # 3-5. Values, advantages, old and reference log-probs.

@@ -19,6 +19,9 @@ publish order of one in-process bus, which is what rollouts use.)
 A reward reaches the agent's latest step at or before the reward's step (AEC
 games pay agents while others move). An episode's last step is `done` whether
 the game ended or the runner cut it at `max_steps` (no bootstrapping).
+
+An action's trace carries its legal options' token ids, so assembling needs no
+tokenizer; the log-prob and entropy of a decision are `agents.llm.policy`'s.
 """
 
 from __future__ import annotations
@@ -26,17 +29,14 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from agents.llm.actions import action_distribution, action_options, per_token
 from agents.llm.adapters import adapter_scope
-from agents.llm.decoding import forward, left_pad, option_totals
-from agents.llm.grammar import schema_grammar
-from agents.llm.sampling import logits_width, sampling_logprobs, stop_token_ids
+from agents.llm.policy import Score, score_actions, score_messages
 from protocols import Action, Envelope, EpisodeEnd, Observation, PolicyTrace, Reward
 
 StepKey = tuple[str, int, int]  # run, episode, step
@@ -78,8 +78,8 @@ class Decision:
         kind: message or action.
         agent: who decided.
         step: index of the decision's AgentStep in `Trajectories.steps`.
-        trace: the policy trace recorded at rollout time.
-        options: for actions, the token ids of every legal option (legal-set order).
+        trace: the policy trace recorded at rollout time (an action's holds the
+            token ids of every legal option, in legal-set order).
         chosen: for actions, the position of the chosen action in the legal set.
     """
 
@@ -87,8 +87,12 @@ class Decision:
     agent: str
     step: int
     trace: PolicyTrace
-    options: tuple[tuple[int, ...], ...] = ()
     chosen: int = 0
+
+    @property
+    def options(self) -> list[list[int]]:
+        """For actions, the token ids of every legal option; [] for messages."""
+        return self.trace.options or []
 
     @property
     def rollout_logprob(self) -> float:
@@ -131,50 +135,74 @@ class Trajectories:
         return self.joint[step.key]
 
 
-def assemble(envelopes: Sequence[Envelope], tokenizer: PreTrainedTokenizerBase) -> Trajectories:
-    """Build trajectories from every envelope of a rollout (several runs may be mixed)."""
-    observations: dict[StepKey, dict[str, Observation]] = defaultdict(dict)
-    messages: dict[StepKey, list[Envelope]] = defaultdict(list)
-    actions: dict[tuple[StepKey, str], Envelope] = {}
-    rewards: list[tuple[StepKey, str, float]] = []
-    stepped: set[StepKey] = set()  # steps whose rewards are out: the env has stepped
-    episodes: list[EpisodeOutcome] = []
-    for env in envelopes:
+@dataclass
+class _Record:
+    """A rollout's envelopes, sorted by what they are (the raw material of `assemble`)."""
+
+    observations: dict[StepKey, dict[str, Observation]] = field(
+        default_factory=lambda: defaultdict(dict))
+    messages: dict[StepKey, list[Envelope]] = field(default_factory=lambda: defaultdict(list))
+    actions: dict[tuple[StepKey, str], Envelope] = field(default_factory=dict)
+    rewards: list[tuple[StepKey, str, float]] = field(default_factory=list)
+    stepped: set[StepKey] = field(default_factory=set)  # steps whose rewards are out
+    episodes: list[EpisodeOutcome] = field(default_factory=list)
+
+    def add(self, env: Envelope) -> None:
+        """File one envelope; control messages and unknown kinds are no part of a trajectory."""
         key = (env.run, env.episode, env.step)
-        if env.kind == "observation":
-            observations[key][env.recipient] = Observation.model_validate(env.payload)
-        elif env.kind == "say":
-            messages[key].append(env)
-        elif env.kind == "action":
-            if key not in stepped:  # else it came after the env stepped: late, not played
-                actions[(key, env.sender)] = env
-        elif env.kind == "reward":
-            stepped.add(key)
-            rewards.append((key, env.recipient, Reward.model_validate(env.payload).reward))
-        elif env.kind == "episode_end":
-            end = EpisodeEnd.model_validate(env.payload)
-            episodes.append(EpisodeOutcome(env.run, env.episode, end.returns, end.success))
+        if env.kind == "say":  # a scenario's message, whatever its model
+            self.messages[key].append(env)
+            return
+        match env.payload:
+            case Observation() as observation:
+                self.observations[key][env.recipient] = observation
+            case Action():
+                if key not in self.stepped:  # else it came after the env stepped: not played
+                    self.actions[(key, env.sender)] = env
+            case Reward(reward=reward):
+                self.stepped.add(key)
+                self.rewards.append((key, env.recipient, reward))
+            case EpisodeEnd(returns=returns, success=success):
+                self.episodes.append(EpisodeOutcome(env.run, env.episode, returns, success))
+
+
+def assemble(envelopes: Sequence[Envelope]) -> Trajectories:
+    """Build trajectories from every envelope of a rollout (several runs may be mixed).
+
+    Raises:
+        ValueError: if an action that is a PPO sample has a trace without the legal
+            options' token ids, or options that disagree with the chosen tokens.
+    """
+    record = _Record()
+    for env in envelopes:
+        record.add(env)
     # A stable order of messages (by sender), whatever order concurrent agents spoke in.
-    ordered = {key: tuple(sorted(said, key=lambda e: e.sender)) for key, said in messages.items()}
+    ordered = {key: tuple(sorted(said, key=lambda e: e.sender))
+               for key, said in record.messages.items()}
     joint = {key: JointStep(dict(sorted(obs.items())), ordered.get(key, ()))
-             for key, obs in observations.items()}
-    credit = _credit(observations, rewards)
+             for key, obs in record.observations.items()}
+    steps = _agent_steps(record, ordered)
+    decisions = [d for index, step in enumerate(steps) for d in _decisions(step, index)]
+    return Trajectories(steps, joint, decisions, record.episodes)
+
+
+def _agent_steps(record: _Record, ordered: dict[StepKey, tuple[Envelope, ...]]
+                 ) -> list[AgentStep]:
+    """Every agent's steps: agents in name order, each one's steps in time order."""
+    credit = _credit(record.observations, record.rewards)
     steps: list[AgentStep] = []
-    agents = sorted({agent for obs in observations.values() for agent in obs})
-    for agent in agents:
-        keys = sorted(key for key, obs in observations.items() if agent in obs)
+    for agent in sorted({agent for obs in record.observations.values() for agent in obs}):
+        keys = sorted(key for key, obs in record.observations.items() if agent in obs)
         for index, key in enumerate(keys):
             last = index + 1 == len(keys) or keys[index + 1][:2] != key[:2]
             said = ordered.get(key, ())
             steps.append(AgentStep(
-                agent, *key, observation=observations[key][agent],
+                agent, *key, observation=record.observations[key][agent],
                 inbox=tuple(e for e in said if e.is_for(agent)),
                 said=tuple(e for e in said if e.sender == agent),
-                action=actions.get((key, agent)), reward=credit.get((key, agent), 0.0),
-                done=last))
-    decisions = [d for index, step in enumerate(steps)
-                 for d in _decisions(step, index, tokenizer)]
-    return Trajectories(steps, joint, decisions, episodes)
+                action=record.actions.get((key, agent)),
+                reward=credit.get((key, agent), 0.0), done=last))
+    return steps
 
 
 def _credit(
@@ -196,27 +224,32 @@ def _credit(
     return credit
 
 
-def _decisions(
-    step: AgentStep, index: int, tokenizer: PreTrainedTokenizerBase
-) -> list[Decision]:
+def _decisions(step: AgentStep, index: int) -> list[Decision]:
     """The PPO samples of one agent-step: its sampled messages and its real choice."""
     out = [Decision("message", step.agent, index, env.trace) for env in step.said
            if env.trace is not None and env.trace.temperature > 0
            and any(logprob != 0.0 for logprob in env.trace.logprobs)]
+    action = _action_decision(step, index)
+    return [*out, action] if action is not None else out
+
+
+def _action_decision(step: AgentStep, index: int) -> Decision | None:
+    """The step's action as a PPO sample; None without a real, model-sampled choice."""
     trace = step.action.trace if step.action is not None else None
     if step.action is None or trace is None or trace.legal is None:
-        return out
+        return None
     if trace.policy != "sample" or len(trace.legal) < 2:
-        return out
-    action = Action.model_validate(step.action.payload).action
-    options = action_options(tokenizer, step.observation.action_names, trace.legal)
-    chosen = trace.legal.index(action)
-    if options[chosen] != trace.token_ids:
-        raise ValueError(f"{step.agent} at {step.key}: the chosen action's tokens differ from "
-                         "its trace; was the rollout made with another tokenizer?")
-    out.append(Decision("action", step.agent, index, trace,
-                        tuple(tuple(option) for option in options), chosen))
-    return out
+        return None
+    payload = step.action.payload
+    assert isinstance(payload, Action)  # `_Record` keeps only envelopes holding an Action
+    chosen = trace.legal.index(payload.action)
+    where = f"{step.agent} at {step.key}"
+    if trace.options is None:
+        raise ValueError(f"{where}: the action's PolicyTrace records no `options` (the legal "
+                         "options' token ids); re-record the rollout with a current LLMAgent")
+    if len(trace.options) != len(trace.legal) or trace.options[chosen] != trace.token_ids:
+        raise ValueError(f"{where}: the chosen action's tokens differ from its trace's options")
+    return Decision("action", step.agent, index, trace, chosen)
 
 
 def score(
@@ -224,20 +257,12 @@ def score(
     decision: Decision,
     tokenizer: PreTrainedTokenizerBase,
     adapter: str | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> Score:
     """Log-prob of `decision` under `adapter` (None: the base model) and its entropy.
 
-    The distribution is the one the decision was sampled from: for an action, the
-    tempered, epsilon-mixed softmax of the legal options' per-token scores (the
-    computation of `action_logprob`, which gives the log-prob only); for a
-    message, each token's JSON-Schema-masked, tempered, top-p distribution (as
-    `sequence_logprobs`). Differentiable when grads are on.
-
-    Entropy: exact for an action's option distribution. For a message, the sum
-    over its positions of the exact entropy of each next-token distribution along
-    the sampled path; by the chain rule its expectation is the message
-    distribution's entropy, and unlike -log p of the sample its gradient does
-    push the policy towards spreading mass (positions the schema forces add 0).
+    The distribution is the one the decision was sampled from, as
+    `agents.llm.policy` defines it (its docstring says how, entropy included).
+    Differentiable when grads are on.
 
     Returns:
         (log-prob, entropy), float64 0-dim tensors.
@@ -250,7 +275,7 @@ def score_batch(
     decisions: Sequence[Decision],
     tokenizer: PreTrainedTokenizerBase,
     adapter: str | None,
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
+) -> list[Score]:
     """`score` of several decisions under one adapter, in two batched forward passes.
 
     All actions' prompts run as one batch (their options share each prompt's KV
@@ -259,65 +284,9 @@ def score_batch(
     """
     actions = [d for d in decisions if d.kind == "action"]
     messages = [d for d in decisions if d.kind == "message"]
-    scored: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     with adapter_scope(model, adapter):
-        if actions:
-            totals = option_totals(model, [(d.trace.prompt_ids, d.options) for d in actions], 0)
-            for decision, total in zip(actions, totals, strict=True):
-                scored[id(decision)] = _action_score(decision, total)
-        if messages:
-            for decision, logprobs in zip(messages, _token_logprobs(model, messages, tokenizer),
-                                          strict=True):
-                scored[id(decision)] = _message_score(decision, logprobs)
+        scores = score_actions(model, [(d.trace, d.chosen) for d in actions])
+        scores += [s.total() for s in score_messages(model, [d.trace for d in messages],
+                                                     tokenizer)]
+    scored = {id(d): s for d, s in zip([*actions, *messages], scores, strict=True)}
     return [scored[id(d)] for d in decisions]
-
-
-def _action_score(decision: Decision, totals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    scores = per_token(totals, decision.options)  # as the agent compares options
-    probs = action_distribution(scores, decision.trace.temperature, decision.trace.epsilon)
-    # The clamp keeps 0 * log 0 at 0 with a finite gradient (greedy's one-hot).
-    entropy = -(probs * torch.log(probs.clamp_min(1e-300))).sum()
-    return torch.log(probs[decision.chosen]), entropy
-
-
-def _message_score(decision: Decision, logprobs: torch.Tensor
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    targets = torch.tensor(decision.trace.token_ids, device=logprobs.device)
-    picked = logprobs.gather(-1, targets[:, None]).squeeze(-1)
-    # Masked-out tokens have log-prob -inf and probability 0: they add 0 (and no NaN).
-    safe = logprobs.masked_fill(~torch.isfinite(logprobs), 0.0)
-    entropy = -(logprobs.exp() * safe).sum()
-    return picked.sum().double(), entropy.double()
-
-
-def message_logits(model: torch.nn.Module, traces: Sequence[PolicyTrace]) -> list[torch.Tensor]:
-    """Per message, the (tokens, vocab) logits that predicted its tokens: one batched pass.
-
-    Left padding lines every row's last tokens up, so the logits of the longest
-    message's length cover every row's tokens.
-    """
-    device = next(model.parameters()).device
-    ids, attention = left_pad([t.prompt_ids + t.token_ids[:-1] for t in traces], 0, device)
-    longest = max(len(t.token_ids) for t in traces)
-    logits, _ = forward(model, ids, attention, None, logits_to_keep=longest)
-    return [logits[row, longest - len(t.token_ids):] for row, t in enumerate(traces)]
-
-
-def _token_logprobs(
-    model: torch.nn.Module, messages: Sequence[Decision], tokenizer: PreTrainedTokenizerBase,
-) -> list[torch.Tensor]:
-    """Per message, (tokens, vocab) log-probs of each position's sampling distribution."""
-    device = next(model.parameters()).device
-    traces = [d.trace for d in messages]
-    grammar = None
-    out = []
-    for trace, own in zip(traces, message_logits(model, traces), strict=True):
-        tokens = trace.token_ids
-        if trace.constraint is not None:
-            grammar = grammar or schema_grammar(tokenizer, logits_width(model),
-                                                stop_token_ids(model, tokenizer))
-            allowed = grammar.replay_masks(trace.constraint, tokens).to(device)
-            own = own.masked_fill(~allowed, float("-inf"))
-        keep = torch.tensor(tokens, device=device)
-        out.append(sampling_logprobs(own, trace.temperature, trace.top_p, keep=keep))
-    return out

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
+from agents.llm.policy import Score
 from training.config import PPOConfig
 from training.critic import CentralCritic, value_row
 from training.gae import compute_gae
@@ -72,14 +73,16 @@ def prepare_batch(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
 
 
 def score_all(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
-              decisions: list[Decision], reference: bool = False,
-              ) -> list[tuple[Tensor, Tensor]]:
-    """(log-prob, entropy) of each decision under its own adapter (or, with `reference`,
-    the base model), one batch per adapter."""
+              decisions: list[Decision], reference: bool = False) -> list[Score]:
+    """(log-prob, entropy) of each decision under its own adapter, one batch per adapter.
+
+    With `reference`, every decision is scored under the base model instead (the
+    KL anchor).
+    """
     groups: dict[str | None, list[int]] = {}
     for index, decision in enumerate(decisions):
         groups.setdefault(None if reference else decision.trace.adapter, []).append(index)
-    out: list[tuple[Tensor, Tensor] | None] = [None] * len(decisions)
+    out: list[Score | None] = [None] * len(decisions)
     for adapter, indices in groups.items():
         scored = score_batch(model, [decisions[i] for i in indices], tokenizer, adapter)
         for i, result in zip(indices, scored, strict=True):

@@ -1,6 +1,6 @@
 """LLM support for agents: model loading and caching, constrained decoding, batched inference."""
 
-from agents.llm.agent import LLMAgent, LLMAgentOptions
+from agents.llm.agent import LLMAgent
 from agents.llm.engine import (
     EngineStats,
     Generation,
@@ -9,7 +9,8 @@ from agents.llm.engine import (
     get_engine,
 )
 from agents.llm.loading import ModelNotFound, load_model
-from agents.llm.sampling import sequence_logprobs
+from agents.llm.options import LLMAgentOptions
+from agents.llm.policy import Score, TokenScores, score_actions, score_messages
 
 __all__ = [
     "EngineStats",
@@ -19,7 +20,10 @@ __all__ = [
     "LLMAgent",
     "LLMAgentOptions",
     "ModelNotFound",
+    "Score",
+    "TokenScores",
     "get_engine",
     "load_model",
-    "sequence_logprobs",
+    "score_actions",
+    "score_messages",
 ]

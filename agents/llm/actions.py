@@ -1,23 +1,24 @@
-"""Exact action distributions over a legal set, shared by the agent and the trainer.
+"""The action distribution over a legal set: what the agent samples an action from.
 
 An action is chosen by scoring each legal action's name, followed by the end of
 turn token, as a continuation of the action prompt: the score of an option is
-the sum of its tokens' log-probs. The policy is then
+the mean of its tokens' log-probs (`per_token`). The policy is then
 
     p = (1 - epsilon) * softmax(scores / temperature) + epsilon / |legal|
 
-At rollout time the agent gets the scores from `InferenceEngine.score_options`
-(batched, no gradients); at update time the trainer recomputes them with
-`option_scores` (the same computation, with gradients) and calls
-`action_logprob`, so both sides compute the log-prob of the very distribution
-the action was sampled from.
+At rollout time the agent gets the token totals from
+`InferenceEngine.score_options` (batched, no gradients) and samples from
+`action_distribution`; at update time `agents.llm.policy.score_actions`
+recomputes the totals with gradients and puts them through the same two
+functions, so both sides compute the log-prob of the very distribution the
+action was sampled from.
 
 With UCB (the agent's `ucb` option, for repeated games) the softmax is replaced
 by a point mass on the legal action with the highest UCB1 score (untried actions
 first, ties broken by the model's scores), still mixed with epsilon. The trace
 records the log-prob of that distribution (0 when epsilon is 0); it depends on
 the agent's reward statistics, not on the weights, so a trainer cannot recompute
-it with `action_logprob` and must treat UCB steps as off-policy.
+it from the model and must treat UCB steps as off-policy.
 """
 
 from __future__ import annotations
@@ -27,8 +28,6 @@ from collections.abc import Sequence
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from agents.llm.adapters import adapter_scope
-from agents.llm.decoding import option_totals
 from agents.llm.exploration import mix_uniform, one_hot
 
 
@@ -39,6 +38,11 @@ def action_options(
 
     The end token makes the options complete answers: without it an action whose
     name is a prefix of another's ("go" and "go_left") would be scored unfairly.
+
+    Args:
+        tokenizer: the model's tokenizer.
+        action_names: the name of every action, by index (`Observation.action_names`).
+        legal: the legal action indices, in the order the options are wanted.
     """
     end = tokenizer.eos_token_id
     suffix = [end] if isinstance(end, int) else []
@@ -56,8 +60,16 @@ def per_token(
 
     Summed log-probs would favour short names ("walk away" over "take 2 books 1 hat
     0 balls") whatever the model thinks of them; the mean does not.
+
+    Args:
+        totals: summed token log-probs of each option (the engine's floats, or a
+            tensor that may carry gradients).
+        options: the options' token ids, in the same order.
     """
-    scores = totals if isinstance(totals, torch.Tensor) else torch.tensor(list(totals))
+    # float64 from the start: the engine's totals are float64, and rounding them to
+    # float32 here would make the agent's scores differ from the trainer's.
+    scores = (totals if isinstance(totals, torch.Tensor)
+              else torch.tensor(list(totals), dtype=torch.float64))
     lengths = torch.tensor([len(option) for option in options], dtype=torch.float64)
     return scores.to(torch.float64) / lengths.to(scores.device)
 
@@ -87,51 +99,3 @@ def action_distribution(
     else:
         base = torch.softmax(scores / temperature, dim=-1)
     return mix_uniform(base, epsilon)
-
-
-def option_scores(
-    model: torch.nn.Module, prompt_ids: Sequence[int], options: Sequence[Sequence[int]]
-) -> torch.Tensor:
-    """Sum of token log-probs of each option after the prompt, with gradients (float64).
-
-    The same computation as the engine's batched scoring (`option_totals`) for one
-    prompt: the prompt runs once and its KV cache is shared by all options.
-    """
-    if not options or any(len(option) == 0 for option in options):
-        raise ValueError("every option needs at least one token")
-    return option_totals(model, [(prompt_ids, options)], pad_id=0)[0]
-
-
-def action_logprob(
-    model: torch.nn.Module,
-    prompt_ids: Sequence[int],
-    options: Sequence[Sequence[int]],
-    chosen: int,
-    *,
-    temperature: float,
-    epsilon: float,
-    adapter: str | None = None,
-) -> torch.Tensor:
-    """Log-prob of option `chosen` under the current weights, differentiable.
-
-    This is what the trainer calls to recompute a recorded action log-prob
-    (`PolicyTrace.logprobs[0]` of an action) from the model.
-
-    Args:
-        model: the causal LM (a PeftModel when adapters are in play).
-        prompt_ids: `PolicyTrace.prompt_ids` of the action.
-        options: token ids of every legal option, in legal-set order
-            (`action_options(tokenizer, observation.action_names, trace.legal)`).
-        chosen: position of the chosen action in the legal set.
-        temperature: the agent's `action_temperature` (`PolicyTrace.temperature`).
-        epsilon: the agent's `epsilon`.
-        adapter: `PolicyTrace.adapter`: the LoRA adapter to score under; None
-            scores under the base model (adapters disabled).
-
-    Returns:
-        A 0-dim float64 tensor.
-    """
-    with adapter_scope(model, adapter):
-        scores = per_token(option_scores(model, prompt_ids, options), options)
-    probs = action_distribution(scores, temperature, epsilon)
-    return torch.log(probs[chosen])

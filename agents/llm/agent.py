@@ -12,153 +12,37 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 
 import structlog
 import torch
 from peft import PeftModel
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    JsonValue,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-)
+from pydantic import BaseModel, ValidationError
 
-from agents.base import AgentContext, Choice, Route, Utterance
+from agents.base import AgentContext, Choice, ModelUsage, Route, Utterance
 from agents.llm import prompts
 from agents.llm.actions import action_distribution, action_options, per_token
 from agents.llm.adapters import adapter_folders, ensure_adapters
 from agents.llm.engine import Generation, GenerationRequest, InferenceEngine, get_engine
 from agents.llm.exploration import UCBStats, mix_uniform, one_hot, sample_index
-from protocols import Envelope, Observation, PolicyTrace
+from agents.llm.options import LLMAgentOptions
+from protocols import Envelope, Observation, PolicyTrace, describe
 
 log = structlog.get_logger()
-
-UCB_DEFAULT_C = math.sqrt(2.0)
-_TEMPLATE_FIELDS = {
-    "system_prompt": prompts.SYSTEM_FIELDS,
-    "turn_template": prompts.TURN_FIELDS,
-    "message_template": prompts.MESSAGE_FIELDS,
-    "action_template": prompts.ACTION_FIELDS,
-}
-
-
-class LLMAgentOptions(BaseModel):
-    """Options of `type: llm` (the `options:` mapping of an agent in a scenario)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    system_prompt: str = Field(
-        default=prompts.DEFAULT_SYSTEM_PROMPT,
-        description="System prompt; may use {agent}. Write literal braces as {{ and }}.",
-    )
-    turn_template: str = Field(
-        default=prompts.DEFAULT_TURN_TEMPLATE,
-        description="The agent's view of a step; placeholders {observation}, {inbox}, "
-        "{actions} (legal action names) and {agent}.",
-    )
-    message_template: str = Field(
-        default=prompts.DEFAULT_MESSAGE_TEMPLATE,
-        description="Message-phase instruction after the turn; placeholders {recipient}, "
-        "{schema} (JSON Schema), {schema_name} and {agent}.",
-    )
-    action_template: str = Field(
-        default=prompts.DEFAULT_ACTION_TEMPLATE,
-        description="Action-phase instruction after the turn; placeholders {actions}, {agent}.",
-    )
-    max_message_tokens: int = Field(
-        default=96, ge=1, description="Most tokens one message may take; longer ones are cut "
-        "off and re-asked."
-    )
-    temperature: float = Field(
-        default=1.0, ge=0.0, description="Sampling temperature of messages; 0 = greedy."
-    )
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="Nucleus sampling of messages.")
-    action_temperature: float = Field(
-        default=1.0, ge=0.0,
-        description="Temperature of the softmax over legal actions' scores; 0 = greedy.",
-    )
-    epsilon: float = Field(
-        default=0.0, ge=0.0, le=1.0,
-        description="Epsilon-greedy: weight of the uniform distribution over legal actions.",
-    )
-    ucb: bool | float = Field(
-        default=False,
-        description="UCB1 over actions for repeated games: false (off), true (c = sqrt 2) "
-        "or the exploration coefficient c >= 0. Replaces the softmax by the argmax of the "
-        "UCB score (still mixed with epsilon).",
-    )
-    reask_limit: int = Field(
-        default=2, ge=0, description="Re-asks (error fed back) before an invalid message is "
-        "dropped and counted as rejected."
-    )
-    adapter: str | None = Field(
-        default=None, description="Name of the LoRA adapter this agent plays with (agents may "
-        "share one); None = the base model."
-    )
-
-    @field_validator("ucb")
-    @classmethod
-    def _ucb_non_negative(cls, value: bool | float) -> bool | float:
-        if not isinstance(value, bool) and value < 0:
-            raise ValueError("ucb coefficient must be >= 0")
-        return value
-
-    @field_validator("system_prompt", "turn_template", "message_template", "action_template")
-    @classmethod
-    def _known_placeholders(cls, value: str, info: ValidationInfo) -> str:
-        assert info.field_name is not None
-        return prompts.check_template(value, _TEMPLATE_FIELDS[info.field_name])
-
-    @property
-    def ucb_c(self) -> float | None:
-        """The UCB coefficient, or None when UCB is off."""
-        if isinstance(self.ucb, bool):
-            return UCB_DEFAULT_C if self.ucb else None
-        return float(self.ucb)
-
-
-@dataclass
-class LLMStats:
-    """Counters of one agent's model use.
-
-    Attributes:
-        calls: model calls (each message attempt, each scored action).
-        tokens_in: prompt tokens read (plus option tokens when scoring actions).
-        tokens_out: tokens generated.
-        valid: messages that parsed and validated.
-        reasked: re-asks after an invalid message.
-        rejected: messages dropped after the last re-ask.
-    """
-
-    calls: int = 0
-    tokens_in: int = 0
-    tokens_out: int = 0
-    valid: int = 0
-    reasked: int = 0
-    rejected: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
 
 
 class LLMAgent:
     """An agent whose messages and actions come from a (LoRA-adapted) language model."""
 
-    def __init__(self, context: AgentContext, engine: InferenceEngine | None = None) -> None:
-        """Build from the runtime's context; `engine` overrides the process-wide one."""
+    def __init__(self, context: AgentContext) -> None:
+        """Build from the runtime's context: its engine, else the process-wide one of its model."""
         self.name = context.name
         self.options = LLMAgentOptions.model_validate(dict(context.options))
-        self.llm_stats = LLMStats()
+        self.model_usage = ModelUsage()
         self._context = context
-        self._engine = engine
+        self._engine = context.engine
         self._engine_checked = False
         self._rng = random.Random(context.seed)
         self._ucb = UCBStats()
@@ -232,26 +116,26 @@ class LLMAgent:
             start = time.perf_counter()
             request = self._request(prompt_ids, constraint, seed + attempt)
             generation = await engine.generate(request)
-            payload, error = self._parse(route.schema_id, generation)
+            message, error = self._parse(route.schema_id, generation)
             self._record_call("speak", len(prompt_ids), len(generation.token_ids), start,
                               error is None)
-            if payload is not None:
-                self.llm_stats.valid += 1
+            if message is not None:
+                self.model_usage.valid += 1
                 trace = PolicyTrace(
                     prompt_ids=prompt_ids, token_ids=generation.token_ids,
                     logprobs=generation.logprobs, constraint=constraint,
                     temperature=self.options.temperature, top_p=self.options.top_p,
                     adapter=self.adapter,
                 )
-                return Utterance(route.recipient, route.schema_id, payload, trace)
+                return Utterance(route.recipient, route.schema_id, message, trace)
             if attempt < self.options.reask_limit:
-                self.llm_stats.reasked += 1
+                self.model_usage.reasked += 1
                 messages = [
                     *messages,
                     {"role": "assistant", "content": generation.text},
                     {"role": "user", "content": prompts.REASK_TEMPLATE.format(error=error)},
                 ]
-        self.llm_stats.rejected += 1
+        self.model_usage.rejected += 1
         log.warning("llm_message_rejected", agent=self.name, recipient=route.recipient,
                     schema=route.schema_id, error=error)
         return None
@@ -265,8 +149,8 @@ class LLMAgent:
 
     def _parse(
         self, schema_id: str, generation: Generation
-    ) -> tuple[dict[str, JsonValue] | None, str | None]:
-        """The payload if the text is a valid message, else the error to feed back."""
+    ) -> tuple[BaseModel | None, str | None]:
+        """The typed message if the text is a valid one, else the error to feed back."""
         if not generation.finished:
             return None, (f"the JSON was cut off after {len(generation.token_ids)} tokens; "
                           "write a shorter message")
@@ -277,10 +161,9 @@ class LLMAgent:
         if not isinstance(parsed, dict):
             return None, "the message must be a JSON object"
         try:
-            self._context.registry.validate(schema_id, parsed)
+            return self._context.registry.validate(schema_id, parsed), None
         except ValidationError as error:
-            return None, _describe(error)
-        return parsed, None
+            return None, describe(error, root="message", limit=3)
 
     async def act(self, observation: Observation, inbox: Sequence[Envelope]) -> Choice:
         """Sample a legal action from the exact (tempered, epsilon-mixed or UCB) distribution."""
@@ -301,7 +184,7 @@ class LLMAgent:
         self._last_action = legal[index]
         trace = PolicyTrace(
             prompt_ids=prompt_ids, token_ids=options[index],
-            logprobs=[float(torch.log(probs[index]))], legal=legal,
+            logprobs=[float(torch.log(probs[index]))], legal=legal, options=options,
             temperature=self.options.action_temperature, epsilon=self.options.epsilon,
             policy="sample" if self.options.ucb_c is None else "ucb", adapter=self.adapter,
         )
@@ -330,21 +213,12 @@ class LLMAgent:
     def _record_call(
         self, phase: str, tokens_in: int, tokens_out: int, start: float, valid: bool
     ) -> None:
-        self.llm_stats.calls += 1
-        self.llm_stats.tokens_in += tokens_in
-        self.llm_stats.tokens_out += tokens_out
+        self.model_usage.calls += 1
+        self.model_usage.tokens_in += tokens_in
+        self.model_usage.tokens_out += tokens_out
         latency_ms = round((time.perf_counter() - start) * 1000.0, 1)
         log.debug("llm_call", agent=self.name, phase=phase, tokens_in=tokens_in,
                   tokens_out=tokens_out, latency_ms=latency_ms, valid=valid)
-
-
-def _describe(error: ValidationError, limit: int = 3) -> str:
-    """The first few validation errors as `field: message` for the re-ask prompt."""
-    parts = []
-    for item in error.errors()[:limit]:
-        where = ".".join(str(part) for part in item["loc"]) or "message"
-        parts.append(f"{where}: {item['msg']}")
-    return "; ".join(parts)
 
 
 def _default_adapter(agent: str, adapters_dir: str | None) -> str | None:

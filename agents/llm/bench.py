@@ -21,10 +21,10 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from agents.base import ModelConfig
 from agents.llm.decoding import left_pad
 from agents.llm.engine import GenerationRequest, InferenceEngine
 from agents.llm.loading import load_model
+from agents.model import ModelConfig
 
 log = structlog.get_logger()
 

@@ -1,7 +1,8 @@
 """Batched incremental decoding and option scoring: the engine's model-side loops.
 
-Both run synchronously in the engine's worker thread, under inference mode,
-with one adapter active.
+The engine runs both synchronously in its worker thread, under inference mode,
+with one adapter active; the trainer reruns `forward` and `option_totals` with
+gradients (`agents.llm.policy`), so that both sides compute the same numbers.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import xgrammar as xgr
@@ -17,10 +18,8 @@ from torch import nn
 from transformers import LlamaForCausalLM
 
 from agents.llm.grammar import SchemaGrammar
+from agents.llm.jobs import GenerationRequest
 from agents.llm.sampling import sampling_logprobs
-
-if TYPE_CHECKING:
-    from agents.llm.engine import GenerationRequest
 
 # transformers 5.x renamed the KV-cache argument and output field `past_key_values` to `cache`.
 _CACHE_ARG = (

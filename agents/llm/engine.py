@@ -15,7 +15,7 @@ import contextlib
 import random
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -23,12 +23,13 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from agents.base import ModelConfig
 from agents.llm.adapters import adapter_scope
 from agents.llm.decoding import GenerationRow, decode_rows, score_rows
 from agents.llm.grammar import SchemaGrammar, schema_grammar
+from agents.llm.jobs import Generation, GenerationRequest, Job, ScoreRequest, Work, tokens_in
 from agents.llm.loading import load_model
-from agents.llm.sampling import logits_width, sequence_logprobs, stop_token_ids
+from agents.llm.sampling import logits_width, stop_token_ids
+from agents.model import ModelConfig
 
 __all__ = [
     "EngineStats",
@@ -36,55 +37,9 @@ __all__ = [
     "GenerationRequest",
     "InferenceEngine",
     "get_engine",
-    "sequence_logprobs",
 ]
 
 log = structlog.get_logger()
-
-
-@dataclass(frozen=True)
-class GenerationRequest:
-    """One completion to sample.
-
-    Attributes:
-        prompt_ids: the prompt's token ids (chat template already applied).
-        max_new_tokens: length limit, stop token included.
-        temperature: 0 means greedy.
-        top_p: nucleus mass; 1 disables top-p.
-        json_schema: a JSON Schema string the output must follow (xgrammar).
-        adapter: name of a LoRA adapter of the engine's PeftModel; None: base model.
-        seed: seed of this request's sampler (random when None).
-    """
-
-    prompt_ids: list[int]
-    max_new_tokens: int = 64
-    temperature: float = 1.0
-    top_p: float = 1.0
-    json_schema: str | None = None
-    adapter: str | None = None
-    seed: int | None = None
-
-
-@dataclass(frozen=True)
-class Generation:
-    """What the model produced for one request.
-
-    Attributes:
-        token_ids: generated tokens, without the prompt. A stop token (EOS) that
-            ended the generation IS included, so that stopping is an action with
-            its own log-prob; `text` leaves it out.
-        logprobs: log-prob of each token under the distribution it was drawn from:
-            after the schema mask, temperature and top-p. For temperature 0
-            (greedy) they are those of temperature 1.
-        text: the decoded tokens, special tokens skipped.
-        finished: True when stopped by a stop token or a completed schema, False
-            when cut by `max_new_tokens`.
-    """
-
-    token_ids: list[int]
-    logprobs: list[float]
-    text: str
-    finished: bool
 
 
 @dataclass
@@ -95,40 +50,6 @@ class EngineStats:
     tokens_in: int = 0
     tokens_out: int = 0
     batches: int = 0
-
-
-@dataclass(frozen=True)
-class _ScoreWork:
-    prompt_ids: list[int]
-    options: list[list[int]]
-    adapter: str | None
-
-
-@dataclass
-class _Job:
-    work: GenerationRequest | _ScoreWork
-    future: asyncio.Future[Any]
-    loop: asyncio.AbstractEventLoop = field(repr=False)
-    value: Any = None
-    error: BaseException | None = None
-
-    def deliver(self) -> None:
-        """Hand the outcome to the waiting coroutine (called from the worker thread)."""
-        value = self.value
-        error = self.error
-        if value is None and error is None:
-            error = RuntimeError("the engine produced no result for this request")
-
-        def settle() -> None:
-            if self.future.done():  # the caller was cancelled
-                return
-            if error is not None:
-                self.future.set_exception(error)
-            else:
-                self.future.set_result(value)
-
-        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-            self.loop.call_soon_threadsafe(settle)
 
 
 class InferenceEngine:
@@ -162,7 +83,7 @@ class InferenceEngine:
         self.ignore_eos = ignore_eos
         self.vocab_size = logits_width(model)
         self._rng = random.Random(seed)
-        self._pending: list[_Job] = []
+        self._pending: list[Job] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._wakeup = asyncio.Event()
@@ -198,7 +119,7 @@ class InferenceEngine:
         self._check_ids(prompt_ids)
         for option in options:
             self._check_ids(option)
-        result: list[float] = await self._submit(_ScoreWork(prompt_ids, options, adapter))
+        result: list[float] = await self._submit(ScoreRequest(prompt_ids, options, adapter))
         return result
 
     async def aclose(self) -> None:
@@ -209,14 +130,14 @@ class InferenceEngine:
                 await self._task
             self._task = None
 
-    def _submit(self, work: GenerationRequest | _ScoreWork) -> asyncio.Future[Any]:
+    def _submit(self, work: Work) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._task is None or self._task.done():
             # A new event loop (each test has its own): start afresh on it.
             self._loop, self._pending, self._wakeup = loop, [], asyncio.Event()
             self._task = loop.create_task(self._schedule(), name="inference_engine")
         future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append(_Job(work, future, loop))
+        self._pending.append(Job(work, future, loop))
         self._wakeup.set()
         return future
 
@@ -240,15 +161,15 @@ class InferenceEngine:
                     if not job.future.done():
                         job.future.set_exception(error)
 
-    def _run_batch(self, jobs: list[_Job]) -> None:
+    def _run_batch(self, jobs: list[Job]) -> None:
         """Run one batch, grouped by adapter: one forward per group per step."""
         start = time.perf_counter()
-        tokens_in = sum(_tokens_in(job.work) for job in jobs)
+        read = sum(tokens_in(job.work) for job in jobs)
         adapters = dict.fromkeys(job.work.adapter for job in jobs)
         tokens_out = 0
         # Count before any caller resumes, so a caller always sees its own work counted.
         self.stats.calls += len(jobs)
-        self.stats.tokens_in += tokens_in
+        self.stats.tokens_in += read
         self.stats.batches += 1
         with self._model_lock, torch.inference_mode():
             for adapter in adapters:
@@ -269,16 +190,16 @@ class InferenceEngine:
             "engine_batch",
             size=len(jobs),
             adapters=len(adapters),
-            tokens_in=tokens_in,
+            tokens_in=read,
             tokens_out=tokens_out,
             latency_s=round(time.perf_counter() - start, 4),
         )
 
-    def _run_group(self, jobs: list[_Job]) -> int:
+    def _run_group(self, jobs: list[Job]) -> int:
         """Score, then generate, the jobs of one adapter; returns tokens generated."""
-        scores = [job for job in jobs if isinstance(job.work, _ScoreWork)]
+        scores = [job for job in jobs if isinstance(job.work, ScoreRequest)]
         if scores:
-            works = [job.work for job in scores if isinstance(job.work, _ScoreWork)]
+            works = [job.work for job in scores if isinstance(job.work, ScoreRequest)]
             results = score_rows(
                 self.model, [(w.prompt_ids, w.options) for w in works], self._pad_id()
             )
@@ -332,12 +253,6 @@ class InferenceEngine:
     def _pad_id(self) -> int:
         pad = self.tokenizer.pad_token_id
         return int(pad) if pad is not None else self.stop_ids[0]
-
-
-def _tokens_in(work: GenerationRequest | _ScoreWork) -> int:
-    if isinstance(work, GenerationRequest):
-        return len(work.prompt_ids)
-    return len(work.prompt_ids) + sum(len(option) for option in work.options)
 
 
 _ENGINES: dict[ModelConfig, InferenceEngine] = {}

@@ -26,7 +26,7 @@ from transformers import (
 )
 from transformers.utils import logging as transformers_logging
 
-from agents.base import ModelConfig
+from agents.model import ModelConfig
 
 log = structlog.get_logger()
 

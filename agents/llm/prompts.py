@@ -73,7 +73,8 @@ def render_inbox(inbox: Sequence[Envelope]) -> str:
     if not inbox:
         return NO_MESSAGES
     return "\n".join(
-        f"From {env.sender}: {json.dumps(env.payload, ensure_ascii=False)}" for env in inbox
+        f"From {env.sender}: {json.dumps(env.payload.model_dump(mode='json'), ensure_ascii=False)}"
+        for env in inbox
     )
 
 

@@ -1,9 +1,10 @@
-"""The sampling distribution, shared by the engine (rollouts) and the trainer (updates).
+"""The token sampling distribution, shared by the engine (rollouts) and the trainer (updates).
 
 PPO needs the log-prob of each token under the distribution it was actually
 drawn from: the model's logits, restricted by the JSON-Schema mask, divided by
 the temperature and cut to the top-p nucleus. `sampling_logprobs` is that one
-definition; `sequence_logprobs` recomputes it for a whole generated sequence.
+definition: the engine samples from it, and `agents.llm.policy` recomputes a
+whole message's log-prob and entropy with it.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
-
-from agents.llm.grammar import schema_grammar
 
 
 def sampling_logprobs(
@@ -76,40 +75,3 @@ def logits_width(model: nn.Module) -> int:
     if not isinstance(output, nn.Linear):
         raise TypeError(f"{type(model).__name__} has no linear output layer")
     return int(output.weight.shape[0])
-
-
-def sequence_logprobs(
-    model: nn.Module,
-    prompt_ids: list[int],
-    token_ids: list[int],
-    *,
-    json_schema: str | None,
-    temperature: float,
-    top_p: float,
-    tokenizer: PreTrainedTokenizerBase,
-) -> torch.Tensor:
-    """Per-token log-probs of `token_ids` after `prompt_ids`, as the engine sampled them.
-
-    Replays the JSON-Schema matcher over the tokens to rebuild each step's mask,
-    then applies the same temperature and top-p as sampling. One forward pass;
-    differentiable when called under `torch.enable_grad()`. The active adapter
-    of a PeftModel is the caller's business.
-
-    Returns:
-        float32 tensor of shape (len(token_ids),).
-    """
-    device = next(model.parameters()).device
-    if not token_ids:
-        return torch.zeros(0, device=device)
-    if not prompt_ids:
-        raise ValueError("sequence_logprobs needs a non-empty prompt")
-    inputs = torch.tensor([prompt_ids + token_ids[:-1]], device=device)
-    logits = model(input_ids=inputs, use_cache=False, logits_to_keep=len(token_ids)).logits[0]
-    logits = logits.float()
-    if json_schema is not None:
-        grammar = schema_grammar(tokenizer, logits_width(model), stop_token_ids(model, tokenizer))
-        allowed = grammar.replay_masks(json_schema, token_ids).to(device)
-        logits = logits.masked_fill(~allowed, float("-inf"))
-    targets = torch.tensor(token_ids, device=device)
-    logprobs = sampling_logprobs(logits, temperature, top_p, keep=targets)
-    return logprobs.gather(-1, targets[:, None]).squeeze(-1)

@@ -7,73 +7,47 @@ offer names what its maker takes; the other agent gets the rest.
 
 from __future__ import annotations
 
-import functools
-import itertools
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import gymnasium
 import numpy as np
 import structlog
 from pettingzoo import ParallelEnv
-from pydantic import Field, model_validator
 
+from runtime.games.negotiation_rules import (
+    ACCEPT,
+    AGENTS,
+    FIRST_OFFER,
+    WAIT,
+    WALK_AWAY,
+    NegotiationOptions,
+    Split,
+    offer_splits,
+    possible_pools,
+    valuations,
+)
 from runtime.games.text import (
     FloatArray,
-    GameOptions,
     StepResult,
     count_noun,
     join_words,
     parse_options,
 )
 
+# The rules' names stay importable from here, where the game has always been imported from.
+__all__ = [
+    "ACCEPT",
+    "AGENTS",
+    "FIRST_OFFER",
+    "WAIT",
+    "WALK_AWAY",
+    "NegotiationGame",
+    "NegotiationOptions",
+    "Split",
+    "valuations",
+]
+
 log = structlog.get_logger()
-
-AGENTS = ("agent_0", "agent_1")
-WAIT, ACCEPT, WALK_AWAY = 0, 1, 2
-FIRST_OFFER = 3  # index of the first "take ..." action
-Split = tuple[int, ...]
-
-
-@functools.lru_cache(maxsize=4096)
-def valuations(counts: Split, total: int) -> list[Split]:
-    """Every non-negative integer value vector with `sum(v * counts) == total`."""
-    if not counts:
-        return [()] if total == 0 else []
-    head, rest = counts[0], counts[1:]
-    top = total // head if head else 0  # an absent item is worth 0: its value is moot
-    return [
-        (value, *tail)
-        for value in range(top + 1)
-        for tail in valuations(rest, total - value * head)
-    ]
-
-
-class NegotiationOptions(GameOptions):
-    """Options of the negotiation game (YAML `options:`)."""
-
-    items: list[str] = Field(
-        default_factory=lambda: ["book", "hat", "ball"],
-        description="Item types, singular nouns with regular plurals.",
-    )
-    min_count: int = Field(default=1, ge=0, description="Fewest items of a type in a pool.")
-    max_count: int = Field(default=3, ge=1, le=9, description="Most items of a type in a pool.")
-    total_value: int = Field(default=10, ge=1, description="What the whole pool is worth to each.")
-    max_turns: int = Field(default=6, ge=1, description="Turns before the episode truncates.")
-    no_deal_reward: float = Field(default=0.0, description="Reward to both without a deal.")
-    first: Literal["random", "agent_0", "agent_1"] = Field(
-        default="random", description="Who makes the first move."
-    )
-
-    @model_validator(mode="after")
-    def _check(self) -> NegotiationOptions:
-        n = len(self.items)
-        if n < 1 or len(set(self.items)) != n or not all(i.strip() for i in self.items):
-            raise ValueError("`items` needs at least one distinct, non-empty name")
-        if self.min_count > self.max_count:
-            raise ValueError(f"min_count={self.min_count} exceeds max_count={self.max_count}")
-        if (self.max_count + 1) ** n > 4096:
-            raise ValueError("too many splits: lower max_count or use fewer items")
-        return self
 
 
 class NegotiationGame(ParallelEnv):  # type: ignore[misc]  # pettingzoo ships no type hints
@@ -90,21 +64,8 @@ class NegotiationGame(ParallelEnv):  # type: ignore[misc]  # pettingzoo ships no
     def __init__(self, **options: Any) -> None:
         self.options = parse_options(NegotiationOptions, "negotiation", options)
         opts = self.options
-        self._splits: list[Split] = list(
-            itertools.product(range(opts.max_count + 1), repeat=len(opts.items))
-        )
-        self._pools = [
-            counts
-            for counts in itertools.product(
-                range(opts.min_count, opts.max_count + 1), repeat=len(opts.items)
-            )
-            if sum(counts) > 0 and valuations(counts, opts.total_value)
-        ]
-        if not self._pools:
-            raise ValueError(
-                f"bad options for game 'negotiation': no pool within counts "
-                f"{opts.min_count}..{opts.max_count} can be worth exactly {opts.total_value}"
-            )
+        self._splits: list[Split] = offer_splits(opts)
+        self._pools = possible_pools(opts)
         width = 3 * len(opts.items) + 3
         self._spaces = {
             agent: (

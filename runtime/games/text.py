@@ -9,6 +9,8 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from protocols import describe
+
 FloatArray = npt.NDArray[np.float32]
 # What ParallelEnv.step returns: observations, rewards, terminations, truncations, infos.
 StepResult = tuple[
@@ -57,11 +59,8 @@ def parse_options(model: type[OptionsT], game: str, options: Mapping[str, Any]) 
     try:
         return model.model_validate(dict(options))
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in item['loc']) or 'options'}: {item['msg']}"
-            for item in error.errors()
-        )
-        raise ValueError(f"bad options for game {game!r}: {problems}") from None
+        raise ValueError(f"bad options for game {game!r}: "
+                         f"{describe(error, root='options')}") from None
 
 
 def one_hot(index: int, size: int) -> FloatArray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,8 @@ from peft import PeftModel
 from pydantic import Field, ValidationError, model_validator
 from structlog.testing import capture_logs
 
-from agents.base import Agent, AgentContext, ModelConfig, Route
-from agents.llm.actions import action_logprob, action_options
+from agents.base import Agent, AgentContext, Route
+from agents.llm.actions import action_options
 from agents.llm.adapters import (
     adapter_scope,
     attach_adapters,
@@ -23,11 +24,14 @@ from agents.llm.adapters import (
     load_adapters,
     save_adapters,
 )
-from agents.llm.agent import LLMAgent, LLMAgentOptions
+from agents.llm.agent import LLMAgent
 from agents.llm.engine import Generation, GenerationRequest, InferenceEngine, get_engine
 from agents.llm.loading import load_model
+from agents.llm.options import LLMAgentOptions
+from agents.llm.policy import score_actions
+from agents.model import ModelConfig
 from agents.plugins import build_agent
-from protocols import Envelope, Message, MessageSpec, Observation, SchemaRegistry
+from protocols import Message, MessageSpec, Observation, SchemaRegistry, seal
 
 ACTIONS = ["cooperate", "defect", "wait", "leave"]
 MASKED = Observation(text="Round 3 of 10.", action_names=ACTIONS,
@@ -79,7 +83,7 @@ def engine(model_config: ModelConfig) -> InferenceEngine:
 def make_agent(engine: Any, routes: list[Route] | None = None, **options: Any) -> LLMAgent:
     context = AgentContext(name="alice", routes=routes or [], registry=registry(),
                            options=options, seed=3)
-    return LLMAgent(context, engine=engine)
+    return LLMAgent(replace(context, engine=engine))
 
 
 class SpyEngine:
@@ -130,14 +134,14 @@ async def test_built_from_context_uses_the_process_engine(model_config: ModelCon
 async def test_prompt_renders_inbox_and_legal_actions(engine: InferenceEngine) -> None:
     spy = SpyEngine(engine)
     agent = make_agent(spy, epsilon=1.0)
-    said = Envelope(run="r", episode=0, step=3, sender="bob", recipient="alice", kind="say",
-                    schema="Plan@1", payload={"intent": "cooperate"})
+    said = seal(Pair(low=0, high=9), run="r", episode=0, step=3, sender="bob",
+                recipient="alice", schema_id="Pair@1")
     choice = await agent.act(MASKED, [said])
     assert choice.trace is not None
     text = engine.tokenizer.decode(choice.trace.prompt_ids)
     assert isinstance(text, str)
     assert text.startswith("<|im_start|>system\nYou are alice")
-    assert 'From bob: {"intent": "cooperate"}' in text
+    assert 'From bob: {"low": 0, "high": 9}' in text
     assert "Round 3 of 10." in text
     assert "one of: cooperate, wait" in text and "defect" not in text
     assert text.endswith("<|im_start|>assistant\n")
@@ -151,13 +155,13 @@ async def test_speak_writes_valid_nested_messages(engine: InferenceEngine) -> No
     assert [u.recipient for u in said] == ["bob", "all"]
     reg = registry()
     for utterance in said:
-        reg.validate("Plan@1", utterance.payload)  # raises if invalid
+        reg.validate("Plan@1", utterance.message.model_dump(mode="json"))  # raises if invalid
         trace = utterance.trace
         assert trace is not None and trace.constraint is not None
         assert json.loads(trace.constraint) == reg.json_schema("Plan@1")
         assert len(trace.token_ids) == len(trace.logprobs) > 0
         assert all(lp <= 0 for lp in trace.logprobs)
-    stats = agent.llm_stats.as_dict()
+    stats = agent.model_usage.model_dump()
     assert stats["calls"] == 2 and stats["valid"] == 2 and stats["rejected"] == 0
     assert stats["tokens_out"] == sum(len(u.trace.token_ids) for u in said if u.trace)
     calls = [e for e in logs if e["event"] == "llm_call"]
@@ -171,13 +175,13 @@ async def test_invalid_messages_are_reasked_then_rejected(engine: InferenceEngin
     with capture_logs() as logs:
         said = await agent.speak(MASKED, [])
     assert said == []
-    assert agent.llm_stats.as_dict() == {
+    assert agent.model_usage.model_dump() == {
         "calls": 3, "tokens_in": sum(len(r.prompt_ids) for r in spy.requests),
-        "tokens_out": agent.llm_stats.tokens_out, "valid": 0, "reasked": 2, "rejected": 1,
+        "tokens_out": agent.model_usage.tokens_out, "valid": 0, "reasked": 2, "rejected": 1,
     }
     assert len(spy.requests) == 3
     reask = engine.tokenizer.decode(spy.requests[1].prompt_ids)
-    assert "not valid: message: Value error, high must be exactly low + 9" in reask
+    assert "not valid: message: high must be exactly low + 9" in reask
     assert reask.count("<|im_start|>assistant") == 2  # the failed answer is shown back
     assert [e["valid"] for e in logs if e["event"] == "llm_call"] == [False] * 3
     assert any(e["event"] == "llm_message_rejected" for e in logs)
@@ -207,7 +211,7 @@ async def test_single_legal_action_needs_no_model_call(engine: InferenceEngine) 
     only = Observation(text="x", action_names=ACTIONS, action_mask=[False, False, False, True])
     choice = await agent.act(only, [])
     assert choice.action == 3 and choice.trace is not None and choice.trace.logprobs == [0.0]
-    assert agent.llm_stats.calls == 0
+    assert agent.model_usage.calls == 0
 
 
 async def test_ucb_tries_each_action_then_exploits(engine: InferenceEngine) -> None:
@@ -252,10 +256,10 @@ async def test_recorded_action_logprob_equals_recomputed(model_config: ModelConf
         assert trace is not None and trace.legal is not None and trace.adapter == "alice"
         options = action_options(tokenizer, ACTIONS, trace.legal)
         assert trace.token_ids == options[trace.legal.index(choice.action)]
-        recomputed = action_logprob(
-            peft_model, trace.prompt_ids, options, trace.legal.index(choice.action),
-            temperature=trace.temperature, epsilon=0.2, adapter=trace.adapter,
-        )
+        assert trace.options == options
+        with adapter_scope(peft_model, trace.adapter):
+            [(recomputed, _)] = score_actions(peft_model,
+                                              [(trace, trace.legal.index(choice.action))])
         assert float(recomputed.detach()) == pytest.approx(trace.logprobs[0], abs=1e-5)
         assert trace.logprobs[0] < -1e-3  # not a degenerate distribution
     lora = {k: p for k, p in peft_model.named_parameters() if "lora_" in k}
@@ -305,13 +309,13 @@ async def test_agent_loads_its_adapters_folder(model_config: ModelConfig, tmp_pa
     engine = InferenceEngine(*load_model(model_config))
     context = AgentContext(name="alice", routes=[], registry=registry(), seed=0,
                            options={"adapter": "alice"}, adapters_dir=str(tmp_path))
-    agents = [LLMAgent(context, engine=engine), LLMAgent(context, engine=engine)]
+    agents = [LLMAgent(replace(context, engine=engine)), LLMAgent(replace(context, engine=engine))]
     choices = [await agent.act(MASKED, []) for agent in agents]
     assert isinstance(engine.model, PeftModel) and list(engine.model.peft_config) == ["alice"]
     assert all(c.trace is not None and c.trace.adapter == "alice" for c in choices)
     missing = LLMAgent(AgentContext(name="carol", routes=[], registry=registry(),
-                                    options={"adapter": "carol"}, adapters_dir=str(tmp_path)),
-                       engine=engine)
+                                    options={"adapter": "carol"}, adapters_dir=str(tmp_path),
+                                    engine=engine))
     with pytest.raises(ValueError, match="adapter 'carol' is not loaded"):
         await missing.act(MASKED, [])
     await engine.aclose()

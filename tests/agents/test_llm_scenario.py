@@ -24,10 +24,10 @@ def test_nested_schema_scenario_runs_without_code(tiny_model_dir: Path, tmp_path
     assert summary["messages"]["rejected"] == 0
     assert summary["llm"]["rejected"] == 0 and summary["llm"]["valid"] == 2
     registry = load_scenario(scenario_path).registry()
-    said = [e for e in read_recording(recording) if e.kind == "say"]
+    said = [e for e in read_recording(recording, registry) if e.kind == "say"]
     assert len(said) == 2
     for envelope in said:
-        registry.validate(envelope.schema_id, envelope.payload)
+        assert isinstance(envelope.payload, registry[envelope.schema_id])
         assert envelope.trace is not None and envelope.trace.token_ids
         assert len(envelope.trace.logprobs) == len(envelope.trace.token_ids)
     actions = [e for e in read_recording(recording)

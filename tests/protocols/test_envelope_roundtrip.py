@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, JsonValue
@@ -12,12 +13,23 @@ from protocols import (
     Control,
     Envelope,
     EpisodeEnd,
+    MalformedEnvelope,
     Observation,
     PolicyTrace,
     Reward,
     SchemaRegistry,
+    check_schema,
     decode,
+    seal,
 )
+
+
+class Note(BaseModel):
+    """A say-kind message of a scenario."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    text: str
 
 
 class Anything(BaseModel):
@@ -43,6 +55,8 @@ traces = st.builds(
     logprobs=st.lists(st.floats(max_value=0, allow_nan=False, allow_infinity=False), max_size=6),
     constraint=st.none() | st.text(max_size=20),
     legal=st.none() | st.lists(st.integers(0, 9), max_size=4),
+    options=st.none() | st.lists(st.lists(st.integers(0, 50_000), min_size=1, max_size=3),
+                                 max_size=4),
     temperature=st.floats(0.01, 5),
     adapter=st.none() | names,
 )
@@ -67,9 +81,7 @@ builtin_messages: st.SearchStrategy[tuple[str, BaseModel]] = st.one_of(
 )
 
 
-def envelopes(
-    schema: str, payloads: st.SearchStrategy[dict[str, JsonValue]]
-) -> st.SearchStrategy[Envelope]:
+def envelopes(schema: str, payloads: st.SearchStrategy[BaseModel]) -> st.SearchStrategy[Envelope]:
     return st.builds(
         Envelope,
         id=st.uuids().map(lambda u: u.hex),
@@ -86,19 +98,47 @@ def envelopes(
     )
 
 
-@given(envelopes("Anything@1", st.dictionaries(st.text(max_size=6), json_values, max_size=5)))
+@given(envelopes("Anything@1", st.dictionaries(st.text(max_size=6), json_values, max_size=5)
+                 .map(Anything.model_validate)))
 def test_any_json_payload_round_trips(envelope: Envelope) -> None:
     assert decode(envelope.to_json(), REGISTRY) == envelope
 
 
 def _carrying(pair: tuple[str, BaseModel]) -> st.SearchStrategy[Envelope]:
     schema, message = pair
-    return envelopes(schema, st.just(message.model_dump(mode="json")))
+    return envelopes(schema, st.just(message))
 
 
 @given(builtin_messages.flatmap(_carrying))
-def test_builtin_messages_round_trip(envelope: Envelope) -> None:
+def test_builtin_messages_round_trip_typed(envelope: Envelope) -> None:
     decoded = decode(envelope.to_json(), REGISTRY)
     assert decoded == envelope
-    model = REGISTRY[envelope.schema_id]
-    assert model.model_validate(decoded.payload) == model.model_validate(envelope.payload)
+    assert type(decoded.payload) is REGISTRY[envelope.schema_id]
+
+
+def test_decode_rejects_a_payload_its_schema_refuses() -> None:
+    wire = seal(Action(action=1), run="r", episode=0, step=0, sender="a",
+                recipient="runner").to_json().replace(b'"action":1', b'"action":-1')
+    with pytest.raises(MalformedEnvelope, match="Action@1: action: Input should be greater"):
+        decode(wire, REGISTRY)
+
+
+def test_decode_rejects_an_unknown_schema() -> None:
+    wire = seal(Anything(x=1), run="r", episode=0, step=0, sender="a", recipient="b",
+                schema_id="Other@1").to_json()
+    with pytest.raises(MalformedEnvelope, match="unknown schema 'Other@1'"):
+        decode(wire, REGISTRY)
+
+
+def test_seal_takes_kind_and_schema_from_a_builtin_message() -> None:
+    envelope = seal(Reward(reward=1.0), run="r", episode=2, step=3, sender="runner",
+                    recipient="a")
+    assert (envelope.kind, envelope.schema_id) == ("reward", "Reward@1")
+    assert isinstance(envelope.payload, Reward)
+
+
+def test_check_schema_refuses_a_message_of_another_model() -> None:
+    envelope = seal(Anything(x=1), run="r", episode=0, step=0, sender="a", recipient="b",
+                    schema_id="Note@1")
+    with pytest.raises(MalformedEnvelope, match="not a Note"):
+        check_schema(envelope, SchemaRegistry({"Note@1": Note}))

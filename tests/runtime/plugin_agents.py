@@ -23,6 +23,19 @@ class LastLegalAgent:
         return Choice(observation.legal_actions[-1])
 
 
+class FirstActionAgent:
+    """Always action 0, legal or not: for testing how the runner replaces illegal actions."""
+
+    def __init__(self, context: AgentContext) -> None:
+        self.name = context.name
+
+    async def speak(self, observation: Observation, inbox: Sequence[Envelope]) -> list[Utterance]:
+        return []
+
+    async def act(self, observation: Observation, inbox: Sequence[Envelope]) -> Choice:
+        return Choice(0)
+
+
 class NotAnAgent:
     def __init__(self, context: AgentContext) -> None:
         self.name = context.name

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from structlog.testing import capture_logs
 
-from protocols import Envelope, MalformedEnvelope
+from protocols import Control, Envelope, MalformedEnvelope, seal
 from runtime.bus import Bus, topic_for
+from tests.runtime.conftest import Note
 
 BusFactory = Callable[[str], Awaitable[Bus]]
 
@@ -18,16 +20,13 @@ TIMEOUT = 5.0
 
 
 def note(run: str, sender: str, recipient: str, text: str = "hi", seq: int = 0) -> Envelope:
-    return Envelope(
-        run=run,
-        episode=0,
-        step=seq,
-        sender=sender,
-        recipient=recipient,
-        kind="say",
-        schema="Note@1",
-        payload={"text": text, "seq": seq},
-    )
+    return seal(Note(text=text, seq=seq), run=run, episode=0, step=seq,
+                sender=sender, recipient=recipient, schema_id="Note@1")  # fmt: skip
+
+
+def text(envelope: Envelope) -> str:
+    assert isinstance(envelope.payload, Note)
+    return envelope.payload.text
 
 
 def new_run() -> str:
@@ -56,8 +55,8 @@ async def test_delivers_only_to_the_addressed_agent(bus_factory: BusFactory) -> 
         await alice.publish(note(run, "a", "b", "for bob"))
         first_for_bob = await receive(to_bob)
         first_for_carol = await receive(to_carol)
-    assert first_for_bob.payload["text"] == "for bob"
-    assert first_for_carol.payload["text"] == "for carol"
+    assert text(first_for_bob) == "for bob"
+    assert text(first_for_carol) == "for carol"
 
 
 async def test_broadcast_reaches_everyone_but_the_sender(bus_factory: BusFactory) -> None:
@@ -70,9 +69,9 @@ async def test_broadcast_reaches_everyone_but_the_sender(bus_factory: BusFactory
     ):
         await alice.publish(note(run, "a", "all", "hello all"))
         await bob.publish(note(run, "b", "a", "after the broadcast"))
-        assert (await receive(to_bob)).payload["text"] == "hello all"
-        assert (await receive(to_carol)).payload["text"] == "hello all"
-        assert (await receive(to_alice)).payload["text"] == "after the broadcast"
+        assert text(await receive(to_bob)) == "hello all"
+        assert text(await receive(to_carol)) == "hello all"
+        assert text(await receive(to_alice)) == "after the broadcast"
 
 
 async def test_none_subscription_sees_everything(bus_factory: BusFactory) -> None:
@@ -92,22 +91,24 @@ async def test_one_bus_serves_several_subscriptions(bus_factory: BusFactory) -> 
     async with runner.subscribe("runner") as to_runner, runner.subscribe(None) as recorder:
         await alice.publish(note(run, "a", "b", "not for the runner"))
         await alice.publish(note(run, "a", "runner", "action"))
-        assert (await receive(to_runner)).payload["text"] == "action"
-        assert (await receive(recorder)).payload["text"] == "not for the runner"
-        assert (await receive(recorder)).payload["text"] == "action"
+        assert text(await receive(to_runner)) == "action"
+        assert text(await receive(recorder)) == "not for the runner"
+        assert text(await receive(recorder)) == "action"
 
 
 def malformed(run: str) -> list[tuple[str, bytes]]:
     """(topic, bytes) pairs that no receiver may accept."""
     topic = f"parley/{run}/say/a/b"
     valid = note(run, "a", "b")
-    bad_payload = valid.model_copy(update={"payload": {"seq": 1}})
-    unknown = valid.model_copy(update={"schema_id": "Nope@1"})
+
+    def edited(**fields: object) -> bytes:
+        return json.dumps(json.loads(valid.to_json()) | fields).encode()
+
     return [
         (topic, b"not json at all"),
         (topic, b'{"hello": "world"}'),
-        (topic, bad_payload.to_json()),
-        (topic, unknown.to_json()),
+        (topic, edited(payload={"seq": 1})),
+        (topic, edited(schema="Nope@1")),
         (f"parley/{run}/say/mallory/b", valid.to_json()),
     ]
 
@@ -132,6 +133,9 @@ async def test_malformed_payloads_are_rejected_and_counted(bus_factory: BusFacto
 async def test_publish_refuses_an_invalid_payload(bus_factory: BusFactory) -> None:
     run = new_run()
     bus = await bus_factory(run)
+    wrong_model = note(run, "a", "b").model_copy(update={"payload": Control(command="stop")})
+    with pytest.raises(MalformedEnvelope, match="payload of Note@1 is a Control, not a Note"):
+        await bus.publish(wrong_model)
     with pytest.raises(MalformedEnvelope, match="Note@1"):
         await bus.publish(note(run, "a", "b").model_copy(update={"payload": {"text": 3}}))
     with pytest.raises(MalformedEnvelope, match="unknown schema"):
@@ -152,6 +156,11 @@ async def test_stats_count_published_and_delivered(bus_factory: BusFactory) -> N
 async def test_subscription_ends_when_the_bus_closes(bus_factory: BusFactory) -> None:
     run = new_run()
     bus = await bus_factory(run)
-    async with bus.subscribe("b") as to_b:
+    async with bus.subscribe("b") as to_b, bus.subscribe(None) as everything:
+        sent = note(run, "a", "b")
+        await bus.publish(sent)
+        assert await receive(everything) == sent
         await bus.__aexit__(None, None, None)
-        assert [envelope async for envelope in to_b] == []
+        assert [envelope async for envelope in to_b] == [sent]  # what came before the close
+        assert [envelope async for envelope in to_b] == []  # and it stays ended
+        assert [envelope async for envelope in everything] == []

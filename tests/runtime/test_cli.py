@@ -54,6 +54,10 @@ def test_run_writes_summary(tmp_path: Path) -> None:
     assert set(summary["returns"]) == {"player_0", "player_1"}
     assert set(summary["messages"]) == {"published", "delivered", "rejected"}
     assert summary["messages"]["rejected"] == 0 and summary["wall_s"] > 0
+    # The keys `--summary` has always written (llm only with LLM agents).
+    assert {"scenario", "episodes", "returns", "success_rate", "steps", "wall_s", "per_episode",
+            "messages", "incidents"} <= set(summary) and "llm" not in summary
+    assert summary["incidents"] == {"late": 0, "failed": 0, "illegal": 0}
 
 
 def test_run_shows_conversation_and_results(capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,16 +8,18 @@ import pytest
 from structlog.testing import capture_logs
 
 from agents.plugins import AgentLoadError
+from runtime.play import PlaySettings
+from runtime.play import play as play_scenario
 from runtime.scenario import Scenario
-from runtime.session import RunSettings, run_scenario
+from runtime.summary import Incidents, RunSummary
 
 
 def scenario(env: dict[str, Any], agents: dict[str, Any], **extra: Any) -> Scenario:
     return Scenario.model_validate({"name": "t", "env": env, "agents": agents, **extra})
 
 
-async def play(s: Scenario, episodes: int = 2, **kw: Any) -> dict[str, Any]:
-    return await run_scenario(s, RunSettings(episodes=episodes, seed=0, live=False, **kw))
+async def play(s: Scenario, episodes: int = 2, **kw: Any) -> RunSummary:
+    return await play_scenario(s, PlaySettings(episodes=episodes, seed=0, **kw))
 
 
 RPS = {"pettingzoo": "pettingzoo.classic.rps_v2", "options": {"max_cycles": 4}}
@@ -26,10 +28,10 @@ RPS = {"pettingzoo": "pettingzoo.classic.rps_v2", "options": {"max_cycles": 4}}
 async def test_parallel_env_runs_every_step() -> None:
     s = scenario(RPS, {"player_0": {"type": "random"}, "player_1": {"type": "random"}})
     summary = await play(s, episodes=3)
-    assert summary["episodes"] == 3
-    assert summary["steps"] == 12
-    assert summary["returns"]["player_0"] == -summary["returns"]["player_1"]
-    assert summary["incidents"] == {"late": 0, "failed": 0, "illegal": 0}
+    assert summary.episodes == 3
+    assert summary.steps == 12
+    assert summary.returns["player_0"] == -summary.returns["player_1"]
+    assert summary.incidents == Incidents()
 
 
 async def test_aec_turn_order_and_masks_respected() -> None:
@@ -39,16 +41,16 @@ async def test_aec_turn_order_and_masks_respected() -> None:
                  {"player_1": {"type": "scripted"}, "player_2": {"type": "scripted"}})
     summary = await play(s, episodes=1)
     # squares 0,1,2,... in turn: player_1 takes 0,2,4,6 and wins on the diagonal at step 7.
-    assert summary["steps"] == 7
-    assert summary["returns"] == {"player_1": 1.0, "player_2": -1.0}
-    assert summary["incidents"]["illegal"] == 0
+    assert summary.steps == 7
+    assert summary.returns == {"player_1": 1.0, "player_2": -1.0}
+    assert summary.incidents.illegal == 0
 
 
 async def test_mpe_speaker_listener_runs_from_yaml() -> None:
     s = scenario({"pettingzoo": "mpe2.simple_speaker_listener_v4", "options": {"max_cycles": 5}},
                  {"speaker_0": {"type": "random"}, "listener_0": {"type": "random"}})
     summary = await play(s, episodes=1)
-    assert summary["steps"] == 5
+    assert summary.steps == 5
 
 
 async def test_late_agent_gets_default_action_and_run_goes_on() -> None:
@@ -57,8 +59,8 @@ async def test_late_agent_gets_default_action_and_run_goes_on() -> None:
                  runtime={"action_timeout_s": 0.05, "default_action": 2})
     with capture_logs() as logs:
         summary = await play(s, episodes=1)
-    assert summary["steps"] == 4
-    assert summary["incidents"]["late"] == 4
+    assert summary.steps == 4
+    assert summary.incidents.late == 4
     late = [e for e in logs if e["event"] == "agent_late"]
     assert late and late[0]["agent"] == "player_0" and late[0]["default_action"] == 2
 
@@ -68,20 +70,27 @@ async def test_crashed_agent_is_reported_and_run_goes_on() -> None:
                        "player_1": {"type": "random"}})
     with capture_logs() as logs:
         summary = await play(s, episodes=1)
-    assert summary["steps"] == 4
-    assert summary["incidents"]["failed"] == 1
+    assert summary.steps == 4
+    assert summary.incidents.failed == 1
     assert any(e["event"] == "agent_failed" and e["agent"] == "player_0" for e in logs)
 
 
 async def test_illegal_action_replaced_by_legal_default() -> None:
+    # player_1 plays square 0 every turn; from its second turn on that square is taken.
     s = scenario({"pettingzoo": "pettingzoo.classic.tictactoe_v3"},
-                 {"player_1": {"type": "scripted", "options": {"actions": [0]}},
-                  "player_2": {"type": "tests.runtime.plugin_agents:LastLegalAgent"}})
-    summary = await play(s, episodes=1)
-    # player_1 asks for square 0 every turn; once taken, the scripted agent falls back
-    # to its first legal square, so nothing illegal reaches the env.
-    assert summary["incidents"]["illegal"] == 0
-    assert summary["steps"] >= 5
+                 {"player_1": {"type": "tests.runtime.plugin_agents:FirstActionAgent"},
+                  "player_2": {"type": "scripted"}})
+    with capture_logs() as logs:
+        summary = await play(s, episodes=1)
+    illegal = [e for e in logs if e["event"] == "illegal_action"]
+    # Replaced by the first legal square: player_1 gets 0, 2, 4, 6 and wins on the
+    # 2-4-6 diagonal at step 7; player_2 takes 1, 3, 5.
+    assert summary.incidents.illegal == 3
+    assert summary.incidents.by_agent == {"player_1": 3}
+    assert [(e["agent"], e["action"], e["default_action"]) for e in illegal] == [
+        ("player_1", 0, 2), ("player_1", 0, 4), ("player_1", 0, 6)]
+    assert summary.steps == 7
+    assert summary.returns == {"player_1": 1.0, "player_2": -1.0}
 
 
 async def test_custom_agent_by_import_path() -> None:
@@ -89,7 +98,7 @@ async def test_custom_agent_by_import_path() -> None:
                        "player_1": {"type": "scripted"}})
     summary = await play(s, episodes=1)
     # the custom agent always plays scissors (2), which loses to rock (0) four times
-    assert summary["returns"]["player_0"] == -4.0
+    assert summary.returns["player_0"] == -4.0
 
 
 async def test_custom_agent_by_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -102,7 +111,7 @@ async def test_custom_agent_by_entry_point(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(agents.plugins, "entry_points", lambda group: installed)
     s = scenario(RPS, {"player_0": {"type": "last-legal"}, "player_1": {"type": "scripted"}})
     summary = await play(s, episodes=1)
-    assert summary["returns"]["player_0"] == -4.0
+    assert summary.returns["player_0"] == -4.0
 
 
 def test_entry_point_group_lists_builtins() -> None:

@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from runtime.cli import main
+from tests.training.test_plot import assert_png, fake_run
 from tests.training.test_trainer import SCENARIO
-from training.ablation import cells, load_variants, render_table
+from training.ablation import cells, load_variants, plot_ablation, render_table
+from training.metrics import MetricsWriter
 
 
 def test_ablate_trains_and_evaluates_every_cell_then_skips_finished_ones(
@@ -34,17 +36,36 @@ def test_ablate_trains_and_evaluates_every_cell_then_skips_finished_ones(
     assert capsys.readouterr().out.startswith(table)
 
 
-def test_variants_file_errors_and_table(tmp_path: Path) -> None:
+def test_variants_file_errors(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("variants: [a, b]\n")
     with pytest.raises(ValueError, match="variants"):
         load_variants(bad)
     todo = cells({"a": {}, "b": {"training.critic": "none"}}, [0, 1], tmp_path)
     assert [(c.variant, c.seed) for c in todo] == [("a", 0), ("b", 0), ("a", 1), ("b", 1)]
-    summaries = [{"success_rate": r, "episodes": 10} for r in (0.5, 0.25, 0.75, 0.25)]
-    table = render_table(todo, summaries)
-    assert "| a | 0.62 ± 0.18 | 0.50, 0.75 |" in table
-    assert "| b | 0.25 ± 0.00 | 0.25, 0.25 |" in table
+
+
+def test_table_reports_evaluation_success_per_variant_in_seed_order(tmp_path: Path) -> None:
+    todo = cells({"a": {}, "b": {"training.critic": "none"}}, [1, 0], tmp_path)
+    summaries = [{"success_rate": r, "episodes": 10} for r in (0.75, 0.25, 0.5, 0.25)]
+    assert render_table(todo, summaries) == (
+        "| variant | success (10 eval episodes), mean ± sd | per seed |\n"
+        "|---|---|---|\n"
+        "| a | 0.62 ± 0.18 | 0.50, 0.75 |\n"  # sample sd; seeds listed 0 then 1
+        "| b | 0.25 ± 0.00 | 0.25, 0.25 |\n"
+    )
+
+
+def test_figure_from_the_cells_training_metrics(tmp_path: Path) -> None:
+    todo = cells({"central": {}, "independent": {}, "not started": {}}, [0, 1], tmp_path)
+    for cell in todo:
+        if cell.variant == "not started":  # a header and no iteration: left out of the figure
+            with MetricsWriter(cell.folder, tensorboard=False):
+                pass
+        else:  # seeds of different lengths: the curve stops at the shortest
+            fake_run(cell.folder, 20 + 5 * cell.seed, 0.8 if cell.variant == "central" else 0.4)
+    plot_ablation(todo, tmp_path / "ablation.png")
+    assert_png(tmp_path / "ablation.png")
 
 
 @pytest.mark.parametrize("name", ["referential_attributes.yaml", "referential_codes.yaml"])
@@ -58,4 +79,4 @@ def test_the_shipped_variants_are_valid_settings_of_their_scenario(name: str) ->
               for variant, overrides in variants.items()}
     assert {s.training.critic for s in loaded.values()} == {"central", "independent", "none"}
     blind = loaded["listener gets no messages"].agents["listener"].options["turn_template"]
-    assert "{inbox}" not in blind
+    assert isinstance(blind, str) and "{inbox}" not in blind

@@ -9,17 +9,23 @@ import torch
 from peft import PeftModel
 from transformers import PreTrainedTokenizerBase
 
-from agents.base import ModelConfig
 from agents.llm.adapters import adapter_scope, attach_adapters
 from agents.llm.loading import load_model
-from training.critic import CentralCritic, hidden_size, text_features
+from agents.model import ModelConfig
+from protocols import Message, Observation, seal
+from training.critic import CentralCritic, critic_text, hidden_size, text_features
+from training.trajectory import assemble
 
 TEXTS = ["agent: speaker\nobservation of speaker: the red one",
          "agent: listener\nobservation of listener: three objects, red, blue and green\n"
          'message speaker -> listener: {"code": "zub"}']
 
 
+class Offer(Message):
+    """A message whose fields are declared out of alphabetical order."""
 
+    zeta: int
+    alpha: str
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +99,15 @@ def test_values_are_denormalised() -> None:
 def test_no_critic_has_no_head() -> None:
     with pytest.raises(ValueError, match="no value head"):
         CentralCritic(width=4, hidden=8, kind="none")
+
+
+def test_a_message_reads_as_json_with_sorted_keys_and_its_own_characters() -> None:
+    envelopes = [seal(Observation(text=f"{agent} looks", action_names=["ok"]), run="r",
+                      episode=0, step=0, sender="runner", recipient=agent)
+                 for agent in ("alice", "bob")]
+    envelopes.append(seal(Offer(zeta=2, alpha="café"), run="r", episode=0, step=0,
+                          sender="alice", recipient="bob", schema_id="Offer@1"))
+    trajectories = assemble(envelopes)
+    bob = trajectories.steps[1]
+    assert critic_text(trajectories, bob, "independent").splitlines()[-1] == (
+        'message alice -> bob: {"alpha": "café", "zeta": 2}')

@@ -1,14 +1,12 @@
-"""Learning-curve PNGs, the ablation figure and the ablation table."""
+"""`parley plot`: learning-curve PNGs of one run (the ablation's are in test_ablation)."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
-import pytest
-
 from training.metrics import MetricsWriter
-from training.plot import ablation_table, plot_ablation, plot_run
+from training.plot import plot_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -71,43 +69,3 @@ def test_plot_run_with_no_known_metric_draws_nothing(tmp_path: Path) -> None:
         metrics.write(1, {"something_else": 1.0})
     assert plot_run(tmp_path) == []
     assert not (tmp_path / "plots").exists()
-
-
-def test_plot_ablation_writes_the_figure(tmp_path: Path) -> None:
-    runs = {
-        "central critic": [fake_run(tmp_path / f"c{s}", 40, 0.8 + 0.05 * s) for s in range(3)],
-        # seeds of different lengths: only the common iterations are drawn
-        "independent": [fake_run(tmp_path / f"i{s}", 30 + 5 * s, 0.5) for s in range(2)],
-        "one seed": [fake_run(tmp_path / "one", 20, 0.3)],
-    }
-    out = plot_ablation(runs, tmp_path / "figures" / "ablation.png")
-    assert out == tmp_path / "figures" / "ablation.png"
-    assert_png(out)
-
-
-def test_ablation_table_reports_final_values_over_seeds(tmp_path: Path) -> None:
-    runs = {"a": [tmp_path / "a1", tmp_path / "a2"], "b": [tmp_path / "b1"]}
-    for path, success, ret in [("a1", 0.6, 1.0), ("a2", 0.8, 3.0), ("b1", 0.4, 2.0)]:
-        with MetricsWriter(tmp_path / path, tensorboard=False) as metrics:
-            metrics.write(1, {"success_rate": 0.0, "return_mean": 0.0})
-            metrics.write(2, {"success_rate": success, "return_mean": ret})
-            metrics.write(3, {"kl": 0.1})  # the last row need not carry every metric
-    lines = ablation_table(runs).splitlines()
-    assert lines[0] == "| variant | seeds | final success rate | final return |"
-    # a: mean 0.7, sample std 0.1414; return mean 2, std 1.4142
-    assert lines[2] == "| a | 2 | 0.700 ± 0.141 | 2.000 ± 1.414 |"
-    assert lines[3] == "| b | 1 | 0.400 ± 0.000 | 2.000 ± 0.000 |"
-    assert len(lines) == 4
-
-
-def test_ablation_table_without_the_metric(tmp_path: Path) -> None:
-    with MetricsWriter(tmp_path / "x", tensorboard=False) as metrics:
-        metrics.write(1, {"return_mean": 1.5})
-    table = ablation_table({"x": [tmp_path / "x"]})
-    assert table.splitlines()[2] == "| x | 1 | n/a | 1.500 ± 0.000 |"
-
-
-@pytest.mark.parametrize("metric", ["success_rate", "return_mean"])
-def test_plot_ablation_any_metric_column(tmp_path: Path, metric: str) -> None:
-    runs = {"v": [fake_run(tmp_path / "s0", 10, 0.5), fake_run(tmp_path / "s1", 10, 0.6)]}
-    assert_png(plot_ablation(runs, tmp_path / f"{metric}.png", metric=metric))

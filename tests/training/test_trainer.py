@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -92,7 +95,7 @@ def test_one_update_trains_every_adapter_and_the_critic_and_nothing_else(
     critic_before = [p.detach().clone() for p in critic.parameters()]
     playing = scenario_for_training(scenario, adapters)
     rollout = asyncio.run(collect_rollout(playing, learners.engine, 4, 0, 2))
-    trajectories = assemble(rollout.envelopes, tokenizer)
+    trajectories = assemble(rollout.envelopes)
     assert {d.agent for d in trajectories.decisions} == {"speaker", "listener"}
     batch = prepare_batch(model, tokenizer, critic, trajectories, trajectories.decisions,
                           scenario.training)
@@ -179,9 +182,17 @@ def test_training_section_errors_name_file_and_line(tmp_path: Path) -> None:
         load_train_scenario(path)
 
 
-def test_iteration_seeds_depend_only_on_seed_and_iteration() -> None:
-    assert iteration_seed(0, 3) == iteration_seed(0, 3)
+def test_iteration_seeds_differ_across_iterations_and_seeds() -> None:
     assert len({iteration_seed(0, i) for i in range(50)} | {iteration_seed(1, 0)}) == 51
+
+
+def test_iteration_seeds_do_not_depend_on_python_hash_randomisation() -> None:
+    program = "from training.trainer import iteration_seed; print(iteration_seed(0, 3))"
+    seen = {subprocess.run([sys.executable, "-c", program], env={**os.environ,
+                                                                  "PYTHONHASHSEED": hash_seed},
+                           capture_output=True, text=True, check=True).stdout.strip()
+            for hash_seed in ("1", "2")}
+    assert seen == {str(iteration_seed(0, 3))}
 
 
 @pytest.mark.parametrize(("anneal", "fractions"), [(True, [1.0, 0.75, 0.5, 0.25]),
@@ -218,7 +229,7 @@ def test_an_update_moves_log_probs_the_way_of_the_advantage(
     model, tokenizer = learners.model, learners.engine.tokenizer
     rollout = asyncio.run(collect_rollout(scenario_for_training(scenario, adapters),
                                           learners.engine, 4, 0, 2))
-    trajectories = assemble(rollout.envelopes, tokenizer)
+    trajectories = assemble(rollout.envelopes)
     batch = prepare_batch(model, tokenizer, learners.critic, trajectories,
                           trajectories.decisions, scenario.training)
     sign = torch.tensor([1.0 if i % 2 == 0 else -1.0 for i in range(len(batch.decisions))])

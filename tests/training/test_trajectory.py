@@ -1,4 +1,4 @@
-"""Trajectories from a hand-made envelope list; decision log-probs against the agents' own."""
+"""Trajectories from a hand-made envelope list; decision scores against the rollout's own."""
 
 from __future__ import annotations
 
@@ -10,91 +10,105 @@ from typing import Any
 
 import pytest
 import torch
+from pydantic import BaseModel
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from agents.base import ModelConfig
-from agents.llm.actions import action_logprob, action_options
+from agents.llm.actions import action_distribution, action_options, per_token
 from agents.llm.adapters import attach_adapters
 from agents.llm.engine import GenerationRequest, InferenceEngine
 from agents.llm.loading import load_model
-from agents.llm.sampling import sequence_logprobs
-from protocols import Envelope, PolicyTrace
-from protocols.messages import Kind
+from agents.model import ModelConfig
+from protocols import (
+    Action,
+    Control,
+    Envelope,
+    EpisodeEnd,
+    Message,
+    Observation,
+    PolicyTrace,
+    Reward,
+    seal,
+)
 from training.config import CriticKind
 from training.critic import critic_text, value_row
 from training.trajectory import Decision, Trajectories, assemble, score, score_batch
 
 COLOURS = ["red", "blue", "green"]
+# Token ids of the colour options (any ids do: assembling reads them off the trace).
+OPTIONS = [[100, 2], [200, 201, 2], [300, 2]]
+CODE_SCHEMA = json.dumps({"type": "object", "properties": {"code": {"enum": ["zub", "kep"]}},
+                          "required": ["code"], "additionalProperties": False})
+
+Tiny = tuple[PreTrainedModel, PreTrainedTokenizerBase]
 
 
+class Hint(Message):
+    """The scenario message of these tests."""
 
+    text: str
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_model_dir: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def tiny(tiny_model_dir: Path) -> Tiny:
     return load_model(ModelConfig(name=str(tiny_model_dir), device="cpu"))
 
 
-def _env(kind: Kind, sender: str, recipient: str, episode: int, step: int,
-         payload: dict[str, Any], trace: PolicyTrace | None = None) -> Envelope:
-    schema = {"observation": "Observation@1", "say": "Hint@1", "action": "Action@1",
-              "reward": "Reward@1", "episode_end": "EpisodeEnd@1"}[kind]
-    return Envelope(run="r", episode=episode, step=step, sender=sender, recipient=recipient,
-                    kind=kind, schema=schema, payload=payload, trace=trace)
+def _env(message: BaseModel, sender: str, recipient: str, episode: int, step: int,
+         trace: PolicyTrace | None = None) -> Envelope:
+    schema_id = "Hint@1" if isinstance(message, Hint) else None
+    return seal(message, run="r", episode=episode, step=step, sender=sender,
+                recipient=recipient, schema_id=schema_id, trace=trace)
 
 
 def _obs(agent: str, episode: int, step: int, text: str) -> Envelope:
     names = ["done"] if agent == "alice" else COLOURS
-    return _env("observation", "runner", agent, episode, step,
-                {"kind": "observation", "text": text, "action_names": names})
+    return _env(Observation(text=text, action_names=names), "runner", agent, episode, step)
 
 
 def _act(agent: str, episode: int, step: int, action: int, trace: PolicyTrace) -> Envelope:
-    return _env("action", agent, "runner", episode, step, {"kind": "action", "action": action},
-                trace)
+    return _env(Action(action=action), agent, "runner", episode, step, trace)
 
 
 def _reward(agent: str, episode: int, step: int, reward: float) -> Envelope:
-    return _env("reward", "runner", agent, episode, step, {"kind": "reward", "reward": reward})
+    return _env(Reward(reward=reward), "runner", agent, episode, step)
 
 
 def _end(episode: int, step: int, returns: dict[str, float], success: bool) -> Envelope:
-    return _env("episode_end", "runner", "all", episode, step,
-                {"kind": "episode_end", "returns": returns, "steps": step + 1,
-                 "success": success})
+    return _env(EpisodeEnd(returns=returns, steps=step + 1, success=success), "runner", "all",
+                episode, step)
 
 
-def _choice(tokenizer: PreTrainedTokenizerBase, chosen: int, **extra: Any) -> PolicyTrace:
-    options = action_options(tokenizer, COLOURS, [0, 1, 2])
-    return PolicyTrace(prompt_ids=[1, 2, 3], token_ids=options[chosen], logprobs=[-1.1],
-                       legal=[0, 1, 2], **extra)
+def _choice(chosen: int, **extra: Any) -> PolicyTrace:
+    return PolicyTrace(prompt_ids=[1, 2, 3], token_ids=OPTIONS[chosen], logprobs=[-1.1],
+                       legal=[0, 1, 2], options=OPTIONS, **extra)
 
 
-def _envelopes(tokenizer: PreTrainedTokenizerBase) -> list[Envelope]:
+def _envelopes() -> list[Envelope]:
     """Episode 0: both act at step 0, only bob at step 1; episode 1: both act once."""
     said = PolicyTrace(prompt_ids=[1, 2], token_ids=[5, 6], logprobs=[-0.5, -0.1])
     greedy = PolicyTrace(prompt_ids=[1, 2], token_ids=[5, 6], logprobs=[-0.5, -0.1],
                          temperature=0.0)
-    only = PolicyTrace(prompt_ids=[1], token_ids=[7], logprobs=[0.0], legal=[0])
+    only = PolicyTrace(prompt_ids=[1], token_ids=[7], logprobs=[0.0], legal=[0], options=[[7]])
     return [
+        _env(Control(command="hello"), "alice", "all", 0, 0),
         _obs("alice", 0, 0, "alice sees the red target"), _obs("bob", 0, 0, "bob sees three"),
-        _env("say", "alice", "bob", 0, 0, {"text": "the red one"}, said),
-        _act("bob", 0, 0, 2, _choice(tokenizer, 2)), _act("alice", 0, 0, 0, only),
+        _env(Hint(text="the red one"), "alice", "bob", 0, 0, said),
+        _act("bob", 0, 0, 2, _choice(2)), _act("alice", 0, 0, 0, only),
         _reward("alice", 0, 0, 0.0), _reward("bob", 0, 0, 0.5),
-        _obs("bob", 0, 1, "bob sees two"), _act("bob", 0, 1, 1, _choice(tokenizer, 1)),
+        _obs("bob", 0, 1, "bob sees two"), _act("bob", 0, 1, 1, _choice(1)),
         _reward("alice", 0, 1, 0.25), _reward("bob", 0, 1, 1.0),  # alice paid off-turn
         _end(0, 1, {"alice": 0.25, "bob": 1.5}, True),
         _obs("alice", 1, 0, "alice sees the blue target"), _obs("bob", 1, 0, "bob sees again"),
-        _env("say", "alice", "bob", 1, 0, {"text": "blue"}, greedy),
-        _act("bob", 1, 0, 0, _choice(tokenizer, 0, policy="ucb")), _act("alice", 1, 0, 0, only),
+        _env(Hint(text="blue"), "alice", "bob", 1, 0, greedy),
+        _act("bob", 1, 0, 0, _choice(0, policy="ucb")), _act("alice", 1, 0, 0, only),
         _reward("alice", 1, 0, 0.0), _reward("bob", 1, 0, 0.0),
         _end(1, 0, {"alice": 0.0, "bob": 0.0}, False),
     ]
 
 
 @pytest.fixture(scope="module")
-def trajectories(tiny: tuple[PreTrainedModel, PreTrainedTokenizerBase]) -> Trajectories:
-    return assemble(_envelopes(tiny[1]), tiny[1])
+def trajectories() -> Trajectories:
+    return assemble(_envelopes())
 
 
 def test_steps_are_grouped_per_agent_in_time_order(trajectories: Trajectories) -> None:
@@ -115,9 +129,9 @@ def test_joint_record_holds_every_observation_and_message(trajectories: Trajecto
     joint = trajectories.joint[("r", 0, 0)]
     assert {a: o.text for a, o in joint.observations.items()} == {
         "alice": "alice sees the red target", "bob": "bob sees three"}
-    assert [m.payload for m in joint.messages] == [{"text": "the red one"}]
+    assert [m.payload for m in joint.messages] == [Hint(text="the red one")]
     bob = trajectories.steps[2]
-    assert [m.payload for m in bob.inbox] == [{"text": "the red one"}]
+    assert [m.payload for m in bob.inbox] == [Hint(text="the red one")]
     assert bob.said == () and trajectories.steps[0].said == joint.messages
 
 
@@ -128,7 +142,8 @@ def test_decisions_skip_single_choices_ucb_and_greedy_messages(
     assert found == [("message", "alice", 0, 0), ("action", "bob", 2, 2),
                      ("action", "bob", 3, 1)]
     action = trajectories.decisions[1]
-    assert len(action.options) == 3 and action.rollout_logprob == pytest.approx(-1.1)
+    assert action.options == OPTIONS and action.rollout_logprob == pytest.approx(-1.1)
+    assert action.tokens == 3 + sum(len(option) for option in OPTIONS)
 
 
 def test_critic_texts_central_and_independent(trajectories: Trajectories) -> None:
@@ -162,62 +177,65 @@ def test_messages_are_valued_at_speak_and_actions_at_act() -> None:
     assert [value_row(3, "message"), value_row(3, "action")] == [6, 7]
 
 
-def test_tokens_of_a_mismatched_action_are_an_error(
-    tiny: tuple[PreTrainedModel, PreTrainedTokenizerBase],
-) -> None:
-    envelopes = _envelopes(tiny[1])
-    bad = PolicyTrace(prompt_ids=[1], token_ids=[9, 9], logprobs=[-1.0], legal=[0, 1, 2])
-    envelopes[3] = _act("bob", 0, 0, 2, bad)
+def test_tokens_of_a_mismatched_action_are_an_error() -> None:
+    envelopes = _envelopes()
+    bad = PolicyTrace(prompt_ids=[1], token_ids=[9, 9], logprobs=[-1.0], legal=[0, 1, 2],
+                      options=OPTIONS)
+    envelopes[4] = _act("bob", 0, 0, 2, bad)
     with pytest.raises(ValueError, match="tokens differ"):
-        assemble(envelopes, tiny[1])
+        assemble(envelopes)
 
 
-def test_an_action_after_the_step_was_scored_is_late_and_no_sample(
-    tiny: tuple[PreTrainedModel, PreTrainedTokenizerBase],
-) -> None:
-    envelopes = _envelopes(tiny[1])
-    late = envelopes.pop(3)  # bob's step-0 action, now after the step's rewards
-    envelopes.insert(6, late)
-    trajectories = assemble(envelopes, tiny[1])
+def test_an_action_trace_without_options_is_an_error_naming_the_step() -> None:
+    envelopes = _envelopes()
+    old = PolicyTrace(prompt_ids=[1], token_ids=OPTIONS[2], logprobs=[-1.0], legal=[0, 1, 2])
+    envelopes[4] = _act("bob", 0, 0, 2, old)
+    with pytest.raises(ValueError, match=r"bob at \('r', 0, 0\).*records no `options`"):
+        assemble(envelopes)
+
+
+def test_an_action_after_the_step_was_scored_is_late_and_no_sample() -> None:
+    envelopes = _envelopes()
+    late = envelopes.pop(4)  # bob's step-0 action, now after the step's rewards
+    envelopes.insert(7, late)
+    trajectories = assemble(envelopes)
     assert trajectories.steps[2].action is None
     assert [(d.agent, d.step) for d in trajectories.decisions] == [("alice", 0), ("bob", 3)]
 
 
-def test_action_score_is_action_logprob_with_exact_entropy(
-    tiny: tuple[PreTrainedModel, PreTrainedTokenizerBase], trajectories: Trajectories,
+async def test_action_score_equals_the_agents_rollout_logprob_with_exact_entropy(
+    tiny: Tiny,
 ) -> None:
     model, tokenizer = tiny
     prompt = tokenizer("Pick a colour:", add_special_tokens=False)["input_ids"]
     options = action_options(tokenizer, COLOURS, [0, 1, 2])
-    trace = PolicyTrace(prompt_ids=prompt, token_ids=options[1], logprobs=[-1.0], legal=[0, 1, 2],
+    # What the agent does at rollout: engine scores, per-token means, the mixed softmax.
+    engine = InferenceEngine(model, tokenizer)
+    totals = await engine.score_options(prompt, options)
+    await engine.aclose()
+    probs = action_distribution(per_token(totals, options), temperature=1.5, epsilon=0.2)
+    trace = PolicyTrace(prompt_ids=prompt, token_ids=options[1],
+                        logprobs=[float(torch.log(probs[1]))], legal=[0, 1, 2], options=options,
                         temperature=1.5, epsilon=0.2)
-    decision = Decision("action", "bob", 0, trace, tuple(map(tuple, options)), 1)
     with torch.no_grad():
-        logprob, entropy = score(model, decision, tokenizer, None)
-        expected = action_logprob(model, prompt, options, 1, temperature=1.5, epsilon=0.2)
-    assert float(logprob) == pytest.approx(float(expected), abs=1e-9)
-    assert 0.0 < float(entropy) <= math.log(3) + 1e-9
+        logprob, entropy = score(model, Decision("action", "bob", 0, trace, 1), tokenizer, None)
+    assert float(logprob) == pytest.approx(trace.logprobs[0], abs=1e-6)
+    expected_entropy = -sum(float(p) * math.log(float(p)) for p in probs)
+    assert float(entropy) == pytest.approx(expected_entropy, abs=1e-6)
 
 
-def test_message_score_matches_the_sampler_and_sequence_logprobs(
-    tiny: tuple[PreTrainedModel, PreTrainedTokenizerBase],
-) -> None:
+def test_message_score_matches_the_samplers_logprobs(tiny: Tiny) -> None:
     model, tokenizer = tiny
     engine = InferenceEngine(model, tokenizer)
-    schema = json.dumps({"type": "object", "properties": {"code": {"enum": ["zub", "kep"]}},
-                         "required": ["code"], "additionalProperties": False})
     prompt = tokenizer("Send a code:", add_special_tokens=False)["input_ids"]
     request = GenerationRequest(prompt_ids=prompt, max_new_tokens=16, temperature=1.3, top_p=0.95,
-                                json_schema=schema, seed=5)
+                                json_schema=CODE_SCHEMA, seed=5)
     generation = asyncio.run(engine.generate(request))
     trace = PolicyTrace(prompt_ids=prompt, token_ids=generation.token_ids,
-                        logprobs=generation.logprobs, constraint=schema, temperature=1.3,
+                        logprobs=generation.logprobs, constraint=CODE_SCHEMA, temperature=1.3,
                         top_p=0.95)
     with torch.no_grad():
         logprob, entropy = score(model, Decision("message", "alice", 0, trace), tokenizer, None)
-        replayed = sequence_logprobs(model, prompt, generation.token_ids, json_schema=schema,
-                                     temperature=1.3, top_p=0.95, tokenizer=tokenizer)
-    assert float(logprob) == pytest.approx(float(replayed.sum()), abs=1e-5)
     assert float(logprob) == pytest.approx(sum(generation.logprobs), abs=1e-4)
     assert math.isfinite(float(entropy)) and float(entropy) > 0
 
@@ -225,11 +243,9 @@ def test_message_score_matches_the_sampler_and_sequence_logprobs(
 def test_message_entropy_has_a_finite_gradient_into_the_adapter(tiny_model_dir: Path) -> None:
     model, tokenizer = load_model(ModelConfig(name=str(tiny_model_dir), device="cpu"))
     peft = attach_adapters(model, ["speaker"], rank=2)
-    schema = json.dumps({"type": "object", "properties": {"code": {"enum": ["zub", "kep"]}},
-                         "required": ["code"], "additionalProperties": False})
     tokens = tokenizer('{"code": "kep"}', add_special_tokens=False)["input_ids"]
     trace = PolicyTrace(prompt_ids=[1, 2, 3], token_ids=[*tokens, 2], logprobs=[-0.1],
-                        constraint=schema, temperature=1.0)
+                        constraint=CODE_SCHEMA, temperature=1.0)
     logprob, entropy = score(peft, Decision("message", "x", 0, trace), tokenizer, "speaker")
     (logprob + entropy).backward()  # type: ignore[no-untyped-call]
     grads = [p.grad for n, p in peft.named_parameters() if "lora_B" in n]
@@ -237,21 +253,18 @@ def test_message_entropy_has_a_finite_gradient_into_the_adapter(tiny_model_dir: 
     assert any(float(g.abs().sum()) > 0 for g in grads if g is not None)
 
 
-def test_a_batch_scores_each_decision_as_it_scores_alone(
-    tiny: tuple[PreTrainedModel, PreTrainedTokenizerBase],
-) -> None:
+def test_a_batch_scores_each_decision_as_it_scores_alone(tiny: Tiny) -> None:
     model, tokenizer = tiny
-    options = tuple(map(tuple, action_options(tokenizer, COLOURS, [0, 1, 2])))
-    schema = json.dumps({"type": "object", "properties": {"code": {"enum": ["zub", "kep"]}},
-                         "required": ["code"], "additionalProperties": False})
+    options = action_options(tokenizer, COLOURS, [0, 1, 2])
     code = tokenizer('{"code": "kep"}', add_special_tokens=False)["input_ids"]
     decisions = [
-        Decision("action", "bob", 0, PolicyTrace(prompt_ids=[1, 2, 3, 4, 5], token_ids=[],
-                 logprobs=[-1.0], legal=[0, 1, 2], temperature=0.7, epsilon=0.1), options, 2),
+        Decision("action", "bob", 0, PolicyTrace(prompt_ids=[1, 2, 3, 4, 5], token_ids=options[2],
+                 logprobs=[-1.0], legal=[0, 1, 2], options=options, temperature=0.7,
+                 epsilon=0.1), 2),
         Decision("message", "alice", 0, PolicyTrace(prompt_ids=[7, 8], token_ids=[*code, 2],
-                 logprobs=[-0.1], constraint=schema, temperature=1.5)),
-        Decision("action", "bob", 1, PolicyTrace(prompt_ids=[9], token_ids=[], logprobs=[-1.0],
-                 legal=[0, 1, 2], temperature=1.0), options, 0),
+                 logprobs=[-0.1], constraint=CODE_SCHEMA, temperature=1.5)),
+        Decision("action", "bob", 1, PolicyTrace(prompt_ids=[9], token_ids=options[0],
+                 logprobs=[-1.0], legal=[0, 1, 2], options=options, temperature=1.0), 0),
         Decision("message", "alice", 1, PolicyTrace(prompt_ids=[3, 1, 4, 1, 5, 9, 2],
                  token_ids=[40, 41, 42], logprobs=[-0.3], temperature=1.0, top_p=0.9)),
     ]

@@ -1,0 +1,233 @@
+"""The one episode path: `parley run`, `parley agent`, evaluation and training rollouts.
+
+A play hosts the scenario's local agents on a bus and, unless it only serves
+agents for a runner elsewhere (`parley agent`), runs the episodes. With
+`concurrency` above 1 the episodes are split into contiguous blocks, each played
+by a slot of its own (a bus with its own run id, a Runner, an env, one instance
+of every agent); model-driven agents of all slots share one InferenceEngine, so
+their calls batch together. Taps see every envelope of every slot: the live
+view, the recording, and the list a trainer keeps.
+
+Determinism: episode `i` resets its env with seed `seed + i`; the agents of the
+slot that starts at episode `i` are seeded from `seed + i`; per-request sampler
+seeds come from the agents' own RNGs, so the outcome does not depend on how the
+engine happened to batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import structlog
+
+from agents.base import Agent, AgentContext, ModelUsage, UsesModel
+from agents.plugins import build_agent
+from protocols import Envelope, SchemaRegistry
+from runtime.bus import Bus
+from runtime.envs import make_env
+from runtime.host import AgentHost, is_stop
+from runtime.local_bus import LocalBus
+from runtime.runner import Runner
+from runtime.scenario import Scenario
+from runtime.summary import EpisodeResult, Incidents, MessageCounts, RunSummary
+
+if TYPE_CHECKING:
+    from agents.llm.engine import InferenceEngine
+
+log = structlog.get_logger()
+
+Tap = Callable[[Envelope], None]
+"""Sees every envelope of the run, in publish order per slot (a recorder, a live view)."""
+
+
+@dataclass
+class PlaySettings:
+    """What a play is asked for.
+
+    Attributes:
+        episodes: episodes to play (ignored when `serve_only`).
+        seed: seeds the envs and every agent.
+        concurrency: episodes played at once, each slot on a bus of its own.
+        bus: `memory`, or `mqtt://HOST:PORT` / `mqtts://...` for a broker.
+        run_id: the run id on the bus (default: the scenario's name); slots add `-<n>`.
+        adapters: a folder of trained LoRA adapters for LLM agents to play.
+        engine: the inference engine model-driven agents share (training's).
+        serve_only: host only this agent, for a runner in another process (`parley agent`).
+        taps: callables that see every envelope.
+        timeout_grace_s: how long agents may finish after the runner's stop.
+    """
+
+    episodes: int
+    seed: int
+    concurrency: int = 1
+    bus: str = "memory"
+    run_id: str | None = None
+    adapters: str | None = None
+    engine: InferenceEngine | None = None
+    serve_only: str | None = None
+    taps: Sequence[Tap] = field(default_factory=list)
+    timeout_grace_s: float = 10.0
+
+
+@dataclass
+class _Slot:
+    """One block of episodes on a bus of its own, and what it came to."""
+
+    run_id: str
+    first: int
+    count: int
+    results: list[EpisodeResult] = field(default_factory=list)
+    messages: MessageCounts = field(default_factory=MessageCounts)
+    incidents: Incidents = field(default_factory=Incidents)
+    agents: list[Agent] = field(default_factory=list)
+
+
+def open_bus(url: str, run: str, registry: SchemaRegistry, presence: str | None = None) -> Bus:
+    """`memory` for the in-process bus, `mqtt://` or `mqtts://` for a broker."""
+    if url == "memory":
+        return LocalBus(run, registry)
+    if url.startswith(("mqtt://", "mqtts://")):
+        from runtime.mqtt_bus import MqttBus
+
+        bus: Bus = MqttBus(run, url, registry, presence=presence)
+        return bus
+    raise ValueError(f"--bus {url!r}: use memory or mqtt://HOST:PORT")
+
+
+def agent_seed(seed: int, name: str) -> int:
+    """A per-agent seed that does not depend on Python's hash randomisation."""
+    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def build_agents(scenario: Scenario, names: Sequence[str], registry: SchemaRegistry, seed: int,
+                 settings: PlaySettings) -> list[Agent]:
+    """The named agents of a scenario, each built by the plug-in registry from its context."""
+    return [
+        build_agent(scenario.agents[name].type, AgentContext(
+            name=name, routes=scenario.routes_of(name), registry=registry,
+            options=scenario.agents[name].options, seed=agent_seed(seed, name),
+            model=scenario.model, adapters_dir=settings.adapters, engine=settings.engine))
+        for name in names
+    ]
+
+
+def episode_blocks(episodes: int, concurrency: int) -> list[tuple[int, int]]:
+    """(first episode, count) of each slot: contiguous blocks, as even as possible."""
+    slots = max(1, min(episodes, concurrency))
+    base, extra = divmod(episodes, slots)
+    blocks, first = [], 0
+    for slot in range(slots):
+        count = base + (1 if slot < extra else 0)
+        blocks.append((first, count))
+        first += count
+    return blocks
+
+
+async def play(scenario: Scenario, settings: PlaySettings) -> RunSummary:
+    """Play a scenario's episodes (or serve one agent) and return the run's summary.
+
+    Raises:
+        ValueError: the scenario's agents are not the env's, a settings value is out of
+            range, or remote agents are asked to play several episodes at once.
+    """
+    started = time.perf_counter()
+    _check(scenario, settings)
+    run_id = settings.run_id or scenario.name
+    structlog.contextvars.bind_contextvars(run=run_id)
+    blocks = episode_blocks(settings.episodes, settings.concurrency)
+    slots = [_Slot(run_id if len(blocks) == 1 else f"{run_id}-{n}", first, count)
+             for n, (first, count) in enumerate(blocks)]
+    registry = scenario.registry()
+    await asyncio.gather(*(_play_slot(scenario, registry, settings, slot) for slot in slots))
+    usage = [a.model_usage for slot in slots for a in slot.agents if isinstance(a, UsesModel)]
+    return RunSummary.of(
+        scenario.name, list(scenario.agents), [r for s in slots for r in s.results],
+        wall_s=time.perf_counter() - started,
+        incidents=Incidents.total([s.incidents for s in slots]),
+        messages=MessageCounts.total([s.messages for s in slots]),
+        llm=ModelUsage.total(usage) if usage else None)
+
+
+def _check(scenario: Scenario, settings: PlaySettings) -> None:
+    if settings.episodes < 0 or settings.concurrency < 1:
+        raise ValueError("episodes must be >= 0 and concurrency >= 1")
+    if settings.serve_only is not None and settings.serve_only not in scenario.agents:
+        raise ValueError(f"--agent {settings.serve_only!r}: the scenario has "
+                         f"{', '.join(scenario.agents)}")
+    remote = [name for name, spec in scenario.agents.items() if spec.remote]
+    if remote and settings.concurrency > 1:
+        raise ValueError(f"remote agents ({', '.join(remote)}) play one episode at a time: "
+                         "use concurrency 1")
+    env_agents = make_env(scenario.env).possible_agents
+    unknown = set(scenario.agents) ^ set(env_agents)
+    if unknown:
+        raise ValueError(f"agents in the scenario and the env differ: {', '.join(sorted(unknown))}"
+                         f" (env agents: {', '.join(env_agents)})")
+
+
+async def _play_slot(scenario: Scenario, registry: SchemaRegistry, settings: PlaySettings,
+                     slot: _Slot) -> None:
+    """Host the slot's agents on a bus of its own and, unless serving only, run its episodes."""
+    served = settings.serve_only
+    names = [served] if served else [n for n, s in scenario.agents.items() if not s.remote]
+    slot.agents = build_agents(scenario, names, registry, settings.seed + slot.first, settings)
+    async with open_bus(settings.bus, slot.run_id, registry, presence=served) as bus:
+        tapping = [await _tap(bus, settings.taps)] if settings.taps and not served else []
+        serving = await _serve(bus, slot.agents, scenario)
+        if served:
+            await asyncio.gather(*serving)
+        else:
+            runner = Runner(make_env(scenario.env), bus, scenario.runtime, seed=settings.seed)
+            remote = [n for n, s in scenario.agents.items() if s.remote]
+            slot.results = await runner.run(slot.count, remote, first=slot.first)
+            slot.incidents = runner.incidents
+            await _wind_down(serving, tapping, settings.timeout_grace_s)
+        slot.messages = MessageCounts(**bus.stats.as_dict())
+
+
+async def _serve(bus: Bus, agents: Sequence[Agent], scenario: Scenario
+                 ) -> list[asyncio.Task[None]]:
+    """Start a host per agent; returns once every host is subscribed and has said hello."""
+    hosts = [AgentHost(agent, bus, scenario.allows) for agent in agents]
+    readiness = [asyncio.Event() for _ in hosts]
+    serving = [asyncio.create_task(h.serve(r), name=f"agent:{h.name}")
+               for h, r in zip(hosts, readiness, strict=True)]
+    await asyncio.gather(*(r.wait() for r in readiness))
+    return serving
+
+
+async def _tap(bus: Bus, taps: Sequence[Tap]) -> asyncio.Task[None]:
+    """A task that shows every envelope of the bus to `taps` until the runner's stop."""
+    subscribed = asyncio.Event()
+
+    async def follow() -> None:
+        async with bus.subscribe(None) as stream:
+            subscribed.set()
+            async for envelope in stream:
+                for tap in taps:
+                    tap(envelope)
+                if is_stop(envelope):
+                    return
+
+    task = asyncio.create_task(follow(), name="taps")
+    await subscribed.wait()
+    return task
+
+
+async def _wind_down(serving: list[asyncio.Task[None]], tapping: list[asyncio.Task[None]],
+                     grace_s: float) -> None:
+    """Let agents and taps finish after the runner's stop; cancel agents still thinking.
+
+    An agent busy with a late (already defaulted) action would otherwise hold the run open.
+    """
+    _, pending = await asyncio.wait([*serving, *tapping], timeout=grace_s)
+    for task in pending:
+        log.warning("task_cancelled_at_end", task=task.get_name())
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
