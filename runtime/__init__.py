@@ -4,7 +4,8 @@ from runtime.bus import Bus, BusStats, topic_for
 from runtime.envs import EnvHost, make_env
 from runtime.local_bus import LocalBus
 from runtime.mqtt_address import BusConnectionError
-from runtime.mqtt_bus import MqttBus
+from runtime.hub import SubscriptionHub
+from runtime.mqtt_bus import ConnectionState, MqttBus
 from runtime.play import PlaySettings, play
 from runtime.runner import Runner
 from runtime.scenario import Scenario, load_scenario
@@ -14,6 +15,7 @@ __all__ = [
     "Bus",
     "BusConnectionError",
     "BusStats",
+    "ConnectionState",
     "EnvHost",
     "EpisodeResult",
     "LocalBus",
@@ -22,6 +24,7 @@ __all__ = [
     "RunSummary",
     "Runner",
     "Scenario",
+    "SubscriptionHub",
     "load_scenario",
     "make_env",
     "play",
