@@ -59,8 +59,16 @@ def check_schema(envelope: Envelope, registry: SchemaRegistry) -> None:
 
 
 def decode(raw: bytes | str, registry: SchemaRegistry) -> Envelope:
-    """Parse untrusted bytes into an envelope whose payload is its schema's typed model."""
+    """Parse untrusted bytes into an envelope whose payload is its schema's typed model.
+
+    The `id` is required here although `Envelope` makes one up when built: receivers
+    drop duplicates by it, and an envelope read without one would get a fresh id at
+    every delivery, so each QoS 1 redelivery or replay would count as new.
+    """
     try:
-        return Envelope.model_validate_json(raw, context={"registry": registry})
+        envelope = Envelope.model_validate_json(raw, context={"registry": registry})
     except ValidationError as error:
         raise MalformedEnvelope(f"envelope: {describe(error, limit=1)}") from None
+    if "id" not in envelope.model_fields_set:
+        raise MalformedEnvelope("envelope: id: Field required (receivers de-duplicate by it)")
+    return envelope

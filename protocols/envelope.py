@@ -68,7 +68,9 @@ class Envelope(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
-    id: str = Field(default_factory=_new_id)
+    # Receivers de-duplicate by (sender, id) and remember ids for a while: bounded,
+    # so that one sender cannot fill their memory with a few huge ids.
+    id: str = Field(default_factory=_new_id, min_length=1, max_length=64)
     run: str
     episode: int = Field(ge=0)
     step: int = Field(ge=0)

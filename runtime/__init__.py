@@ -2,9 +2,9 @@
 
 from runtime.bus import Bus, BusStats, topic_for
 from runtime.envs import EnvHost, make_env
+from runtime.hub import SubscriptionHub
 from runtime.local_bus import LocalBus
 from runtime.mqtt_address import BusConnectionError
-from runtime.hub import SubscriptionHub
 from runtime.mqtt_bus import ConnectionState, MqttBus
 from runtime.play import PlaySettings, play
 from runtime.runner import Runner

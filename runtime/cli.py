@@ -11,31 +11,45 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import structlog
 from rich.console import Console
 
 from agents.plugins import AgentLoadError
 from protocols import ImportPathError
+from runtime.broker_config import load_credentials
+from runtime.broker_config import register as register_broker_config
 from runtime.console import ConversationView, summary_table
 from runtime.envs import EnvError
 from runtime.logs import configure_logging
 from runtime.play import PlaySettings, Tap, play
 from runtime.recorder import Recording, RecordingError, read_recording
-from runtime.scenario import load_scenario
-from runtime.scenario_yaml import ScenarioError
+from runtime.scenario import load_scenario, preflight
+from runtime.scenario_yaml import ScenarioError, printable
 
 EXIT_BAD_INPUT = 2
 COMMAND_GROUP = "parley.commands"
 BENCHMARK_GROUP = "parley.benchmarks"
 USER_ERRORS = (ScenarioError, EnvError, AgentLoadError, RecordingError, ImportPathError,
-               ValueError, TimeoutError, FileNotFoundError, ConnectionError)
+               ValueError, TimeoutError, OSError)
+
+
+class ArgumentError(ValueError):
+    """A command-line argument that cannot be used, e.g. an output path with no folder."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error format: one line, no usage block, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"error: {self.prog}: {printable(message)}\n")
 
 
 def positive(text: str) -> int:
@@ -45,8 +59,45 @@ def positive(text: str) -> int:
     return value
 
 
+def output_file(option: str, path: Path | None) -> None:
+    """ArgumentError unless the file `path` can be written; checked before a run, not after."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise ArgumentError(f"{option} {path}: is a folder, not a file")
+    if not path.parent.is_dir():
+        raise ArgumentError(f"{option} {path}: folder {path.parent} does not exist")
+    if not _writable(path.parent) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ArgumentError(f"{option} {path}: no permission to write it")
+
+
+def output_folder(option: str, path: Path | None) -> None:
+    """ArgumentError unless the folder `path` exists or can be made, and can be written in."""
+    if path is None:
+        return
+    if path.exists() and not path.is_dir():
+        raise ArgumentError(f"{option} {path}: is a file, not a folder")
+    existing = path.absolute()
+    while not existing.exists():  # the folder is made with its parents: the nearest that exists
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ArgumentError(f"{option} {path}: cannot be made, {existing} is a file")
+    if not _writable(existing):
+        raise ArgumentError(f"{option} {path}: no permission to write in {existing}")
+
+
+def _writable(folder: Path) -> bool:
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def input_folder(option: str, path: str | Path | None) -> None:
+    """ArgumentError unless `path` is an existing folder."""
+    if path is not None and not Path(path).is_dir():
+        raise ArgumentError(f"{option} {path}: no such folder")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="parley", description=__doc__.splitlines()[0])
+    parser = Parser(prog="parley", description=__doc__.splitlines()[0])
     parser.add_argument("--log-level", default="warning",
                         choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log-json", action="store_true", help="JSON logs even in a terminal")
@@ -65,6 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--summary", type=Path, help="write the run summary as JSON")
     run.add_argument("--adapters", help="folder of trained LoRA adapters to play")
     run.add_argument("--quiet", action="store_true", help="no live conversation")
+    run.add_argument("--credentials", type=Path, help="logins from `parley broker-config`")
 
     agent = commands.add_parser("agent", help="run one agent in this process")
     agent.add_argument("scenario", type=Path)
@@ -73,6 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("--run-id")
     agent.add_argument("--seed", type=int)
     agent.add_argument("--adapters")
+    agent.add_argument("--credentials", type=Path, help="logins from `parley broker-config`")
 
     replay = commands.add_parser("replay", help="show a recorded run")
     replay.add_argument("recording", type=Path)
@@ -85,22 +138,33 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--messages", type=positive, default=5000)
     bench.add_argument("--agents", type=positive, default=8)
     bench.add_argument("--json", action="store_true")
+    register_broker_config(commands)
     for plugin in entry_points(group=COMMAND_GROUP):
         plugin.load()(commands)
     return parser
 
 
+def _view() -> ConversationView:
+    # Names and returns' keys come from envs and recordings: data, never rich markup
+    # (a `[/x]` in them would otherwise raise MarkupError).
+    return ConversationView(Console(highlight=False, markup=False))
+
+
 def _validate(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
-    scenario.registry()  # message models must build too
+    preflight(scenario)  # the env and every agent build, as `run` would build them
     print(f"{args.scenario}: ok ({len(scenario.agents)} agents, env "
           f"{scenario.env.game or scenario.env.pettingzoo})")
     return 0
 
 
 def _run(args: argparse.Namespace) -> int:
+    output_file("--record", args.record)
+    output_file("--summary", args.summary)
+    input_folder("--adapters", args.adapters)
     scenario = load_scenario(args.scenario)
-    view = [] if args.quiet else [ConversationView()]
+    preflight(scenario, args.adapters)
+    view = [] if args.quiet else [_view()]
     with ExitStack() as stack:
         taps: list[Tap] = [*view]
         if args.record is not None:
@@ -108,10 +172,11 @@ def _run(args: argparse.Namespace) -> int:
         settings = PlaySettings(
             episodes=args.episodes or scenario.episodes,
             seed=scenario.seed if args.seed is None else args.seed,
-            bus=args.bus, run_id=args.run_id, adapters=args.adapters, taps=taps)
+            bus=args.bus, run_id=args.run_id, adapters=args.adapters, taps=taps,
+            credentials=_credentials(args))
         summary = asyncio.run(play(scenario, settings))
     if not args.quiet:
-        console = Console()
+        console = Console(markup=False)  # the table's agent names are the env's, not markup
         console.print(summary_table(summary))
         counts = summary.messages
         success = "" if summary.success_rate is None else f"  success: {summary.success_rate:.0%}"
@@ -122,19 +187,34 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _credentials(args: argparse.Namespace) -> dict[str, str] | None:
+    """The logins of `--credentials` (a file `parley broker-config` wrote), if given."""
+    return dict(load_credentials(args.credentials)) if args.credentials else None
+
+
 def _agent(args: argparse.Namespace) -> int:
+    if not args.bus.startswith(("mqtt://", "mqtts://")):  # memory would wait for nobody
+        raise ArgumentError(f"--bus {args.bus}: an agent process needs a broker: "
+                            "use mqtt://HOST:PORT")
+    input_folder("--adapters", args.adapters)
     scenario = load_scenario(args.scenario)
+    preflight(scenario, args.adapters, serve=args.agent)
     settings = PlaySettings(episodes=0, seed=scenario.seed if args.seed is None else args.seed,
                             bus=args.bus, run_id=args.run_id, adapters=args.adapters,
-                            serve_only=args.agent)
+                            serve_only=args.agent, credentials=_credentials(args))
     structlog.contextvars.bind_contextvars(agent=args.agent)
     asyncio.run(play(scenario, settings))
     return 0
 
 
+def replay(recording: Path, scenario: Path | None = None) -> None:
+    """Show a recorded run; RecordingError names the file and its first bad line."""
+    registry = load_scenario(scenario).registry() if scenario else None
+    _view().replay(read_recording(recording, registry))
+
+
 def _replay(args: argparse.Namespace) -> int:
-    registry = load_scenario(args.scenario).registry() if args.scenario else None
-    ConversationView().replay(read_recording(args.recording, registry))
+    replay(args.recording, args.scenario)
     return 0
 
 
@@ -175,7 +255,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     configure_logging(args.log_level, json=True if args.log_json else None)
@@ -187,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except USER_ERRORS as error:
-        print(f"error: {error or type(error).__name__}", file=sys.stderr)
+        print(f"error: {printable(str(error) or type(error).__name__)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

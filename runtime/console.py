@@ -47,8 +47,9 @@ class ConversationView:
             case EpisodeEnd(returns=returns, steps=steps, success=success):
                 shown = ", ".join(f"{a}={r:+.2f}" for a, r in returns.items())
                 tail = "" if success is None else ("  success" if success else "  failure")
-                self.console.rule(f"episode {envelope.episode} · {steps} steps · {shown}{tail}",
-                                  style="dim")
+                # Text, not a markup string: agent names may hold brackets.
+                self.console.rule(Text(f"episode {envelope.episode} · {steps} steps · "
+                                       f"{shown}{tail}"), style="dim")
 
     def replay(self, envelopes: Iterable[Envelope]) -> None:
         for envelope in envelopes:

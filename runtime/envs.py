@@ -11,16 +11,27 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+import structlog
 from gymnasium import spaces
 from pettingzoo import AECEnv, ParallelEnv
 from pydantic import JsonValue
 
 from protocols import ImportPathError, Observation, import_object
 from runtime.scenario import EnvSpec
+from runtime.scenario_yaml import failure
+
+log = structlog.get_logger()
 
 
 class EnvError(ValueError):
-    """An environment the scenario names cannot be built or hosted."""
+    """An environment the scenario names cannot be built or hosted.
+
+    `field` is the path under `env` of the setting at fault (`("options",)`), if known.
+    """
+
+    def __init__(self, message: str, field: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @runtime_checkable
@@ -46,7 +57,6 @@ class EnvHost(Protocol):
     def acting(self) -> list[str]: ...
     def observe(self, agent: str) -> Observation: ...
     def step(self, actions: Mapping[str, int]) -> dict[str, float]: ...
-    def done(self) -> bool: ...
     def success(self) -> bool | None: ...
 
 
@@ -117,7 +127,7 @@ class ParallelHost:
         self._steps = 0
 
     def acting(self) -> list[str]:
-        return [] if self.done() else list(self.env.agents)
+        return [] if self._over() else list(self.env.agents)
 
     def observe(self, agent: str) -> Observation:
         return self._render.observation(agent, self._obs[agent], self._infos.get(agent, {}))
@@ -127,7 +137,7 @@ class ParallelHost:
         self._steps += 1
         return {agent: float(r) for agent, r in rewards.items()}
 
-    def done(self) -> bool:
+    def _over(self) -> bool:
         return not self.env.agents or self._steps >= self.max_steps
 
     def success(self) -> bool | None:
@@ -159,7 +169,7 @@ class AECHost:
                 rewards[name] = rewards.get(name, 0.0) + float(r)
 
     def acting(self) -> list[str]:
-        if self.done():
+        if self._over():
             return []
         self._skip_finished({})
         return [self.env.agent_selection] if self.env.agents else []
@@ -175,7 +185,7 @@ class AECHost:
         self._skip_finished(rewards)
         return rewards
 
-    def done(self) -> bool:
+    def _over(self) -> bool:
         return not self.env.agents or self._steps >= self.max_steps
 
     def success(self) -> bool | None:
@@ -183,38 +193,76 @@ class AECHost:
         return all(flags) if flags else None
 
 
+def _module_constructor(spec: EnvSpec, module_name: str) -> Callable[..., Any]:
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # the module is the user's: any failure to import is bad input
+        log.debug("env_import_failed", module=module_name, exc_info=True)
+        raise EnvError(f"cannot import environment module {module_name!r}: {failure(error)}",
+                       ("pettingzoo",)) from None
+    names = {"auto": ("parallel_env", "env"), "parallel": ("parallel_env",), "aec": ("env",)}
+    found = [vars(module)[name] for name in names[spec.api] if name in vars(module)]
+    if not found:
+        raise EnvError(f"module {module_name!r} has no {' or '.join(names[spec.api])}()",
+                       ("pettingzoo",))
+    return found[0]  # type: ignore[no-any-return]
+
+
 def _constructor(spec: EnvSpec) -> Callable[..., Any]:
     if spec.game is not None:
         from runtime.games import GAMES
 
         if spec.game not in GAMES:
-            raise EnvError(f"unknown game {spec.game!r}; built-in games: {', '.join(GAMES)}")
+            raise EnvError(f"unknown game {spec.game!r}; built-in games: {', '.join(GAMES)}",
+                           ("game",))
         return GAMES[spec.game]
     assert spec.pettingzoo is not None
-    if ":" in spec.pettingzoo:
-        try:
-            return import_object(spec.pettingzoo)  # type: ignore[no-any-return]
-        except ImportPathError as error:
-            raise EnvError(f"environment: {error}") from None
+    if ":" not in spec.pettingzoo:
+        return _module_constructor(spec, spec.pettingzoo)
     try:
-        module = importlib.import_module(spec.pettingzoo)
-    except ImportError as error:
-        raise EnvError(f"cannot import environment module {spec.pettingzoo!r}: {error}") from None
-    names = {"auto": ("parallel_env", "env"), "parallel": ("parallel_env",), "aec": ("env",)}
-    found = [vars(module)[name] for name in names[spec.api] if name in vars(module)]
-    if not found:
-        raise EnvError(f"module {spec.pettingzoo!r} has no {' or '.join(names[spec.api])}()")
-    return found[0]  # type: ignore[no-any-return]
+        return import_object(spec.pettingzoo)  # type: ignore[no-any-return]
+    except ImportPathError as error:
+        raise EnvError(str(error), ("pettingzoo",)) from None
+    except Exception as error:  # the module's own failure while it is imported
+        log.debug("env_import_failed", module=spec.pettingzoo, exc_info=True)
+        raise EnvError(f"cannot import {spec.pettingzoo!r}: {failure(error)}",
+                       ("pettingzoo",)) from None
 
 
 def make_env(spec: EnvSpec) -> EnvHost:
-    """Build the scenario's environment and wrap it for the Runner."""
+    """Build the scenario's environment and wrap it for the Runner; EnvError if it fails."""
+    constructor = _constructor(spec)
     try:
-        env = _constructor(spec)(**spec.options)
-    except TypeError as error:
-        raise EnvError(f"env options: {error}") from None
+        env = constructor(**spec.options)
+    except Exception as error:
+        # Third-party code given the scenario's options: whatever it raises (TypeError,
+        # AssertionError, the ImportError of a missing extra) is bad input, not a crash.
+        log.debug("env_build_failed", exc_info=True)
+        at_fault = ("pettingzoo",) if isinstance(error, ImportError) else ("options",)
+        raise EnvError(f"cannot build {spec.game or spec.pettingzoo}: {failure(error)}",
+                       at_fault) from None
     if isinstance(env, ParallelEnv):
         return ParallelHost(env, spec.max_steps)
     if isinstance(env, AECEnv):
         return AECHost(env, spec.max_steps)
-    raise EnvError(f"{type(env).__name__} is neither a PettingZoo ParallelEnv nor an AECEnv")
+    raise EnvError(f"{type(env).__name__} is neither a PettingZoo ParallelEnv nor an AECEnv",
+                   ("pettingzoo",) if spec.pettingzoo else ())
+
+
+def check_env(spec: EnvSpec, seed: int) -> list[str]:
+    """Build the env, reset it and render each acting agent's observation, as a run starts.
+
+    Returns the env's possible agents; EnvError if any of it fails.
+    """
+    host = make_env(spec)
+    try:
+        host.reset(seed)
+        for agent in host.acting():
+            host.observe(agent)
+    except EnvError:
+        raise
+    except Exception as error:  # as in make_env: the env's code running on the options
+        log.debug("env_reset_failed", exc_info=True)
+        raise EnvError(f"{spec.game or spec.pettingzoo} fails on reset: {failure(error)}",
+                       ("options",)) from None
+    return host.possible_agents

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import ssl
 import sys
 from dataclasses import dataclass
@@ -9,12 +10,15 @@ from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
+import structlog
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from protocols import BROADCAST, Control, Envelope, seal
 from runtime.bus import topic_for
+
+log = structlog.get_logger()
 
 SESSION_EXPIRY_S = 600
 """How long the broker keeps our session (subscriptions, queued QoS 1) while we are away."""
@@ -57,6 +61,31 @@ def check_level(what: str, value: str) -> None:
     """A run id or agent name must be one plain topic level, or filters would go astray."""
     if not value or set(value) & set("/#+"):
         raise ValueError(f"{what} {value!r} must be non-empty without '/', '#' or '+'")
+
+
+def check_login(address: BrokerAddress, username: str | None, *, tls: bool,
+                required: bool) -> None:
+    """Refuse to start without a login when one is `required`; warn of a password in clear.
+
+    Raises:
+        BusConnectionError: `required` and no user name is given.
+    """
+    if username is None:
+        if required:
+            raise BusConnectionError(f"{address} needs a login here (auth is required): use "
+                                     "mqtt://USER:PASS@HOST:PORT or per-agent credentials")
+        return
+    if not tls and not _loopback(address.host):
+        log.warning("mqtt_login_in_clear", broker=str(address), hint="use mqtts://")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may be anywhere
+        return False
 
 
 def refused(code: object) -> bool:

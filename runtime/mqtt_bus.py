@@ -1,7 +1,7 @@
 """MqttBus: the Bus contract over MQTT (aiomqtt on a Mosquitto broker).
 
 Envelopes travel as QoS 1 publishes on `parley/<run>/<kind>/<sender>/<recipient>`.
-QoS 1 is at-least-once, so every envelope id is delivered at most once per bus.
+QoS 1 is at-least-once, so each sender's envelope id is delivered at most once per bus.
 The session is persistent (MQTT 5, fixed client id, session expiry), so the broker
 queues our messages while we are away; we reconnect with backoff, re-subscribe and
 resend whatever the broker has not acknowledged, in order.
@@ -10,6 +10,13 @@ One `aiomqtt.Client` serves every connection: it is reusable, and what it has
 queued survives a disconnection, so iterating its messages again after reconnecting
 loses none. A connection task enters it (`async with client:`) once per connection;
 the bus's own lifecycle is an AsyncExitStack.
+
+Who sent an envelope is the sender level of its topic (a payload that disagrees is
+rejected). MQTT does not tell a subscriber who published, so only the broker can make
+that level true: with one login per agent and an ACL that lets each publish only as
+itself (`parley broker-config`), a `stop` from `runner` or an `offline` from an agent
+(a last will is checked against the ACL too) comes from that login. The bus needs
+nothing else; on an open broker anyone may speak as anyone.
 """
 
 from __future__ import annotations
@@ -17,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import ssl
 import uuid
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Literal, Self
@@ -33,11 +39,12 @@ from runtime.mqtt_address import (
     BrokerAddress,
     BusConnectionError,
     check_level,
+    check_login,
     persistent_client,
     presence_envelope,
     tls_context,
 )
-from runtime.mqtt_filters import Filters
+from runtime.mqtt_filters import Duplicates, Filters, HeldWills
 from runtime.mqtt_outbox import Outbox
 from runtime.mqtt_state import ConnectionState, check_transition
 
@@ -49,8 +56,6 @@ BACKOFF_S = (0.05, 2.0)
 """First and longest wait between reconnection attempts."""
 CLOSE_FLUSH_S = 5.0
 """How long closing waits for the broker to acknowledge what we published."""
-SEEN_IDS = 10_000
-"""Envelope ids remembered to drop QoS 1 duplicates (redelivery, resends)."""
 
 
 class MqttBus:
@@ -65,10 +70,15 @@ class MqttBus:
         password: Overrides the URL's password.
         tls: An SSLContext, True for the default context, False for none; by default
             TLS exactly when the URL is `mqtts://`.
-        presence: Agent name to announce: Control "hello" on connect, "bye" on close,
-            and a last will Control "offline" the broker sends if this process dies.
+        presence: Name to announce: Control "hello" after each reconnection, once
+            resubscribed, "bye" on close, and a last will "offline" the broker sends if
+            this process dies (Mosquitto also as it stops: see HeldWills). The first
+            hello is the host's, once subscribed: one at connect would be answered
+            before anything can be received. From `runner`, hello makes hosts answer.
         max_inflight: Publishes awaiting the broker's PUBACK at once; `publish` waits
             beyond that, which also keeps the broker's queues for slow readers short.
+        require_auth: Refuse to start (BusConnectionError) without a user name, so that
+            a run meant for a locked-down broker never falls back to anonymous.
     """
 
     def __init__(
@@ -83,6 +93,7 @@ class MqttBus:
         tls: ssl.SSLContext | bool | None = None,
         presence: str | None = None,
         max_inflight: int = 16,
+        require_auth: bool = False,
     ) -> None:
         check_level("run", run)
         self.run = run
@@ -94,12 +105,14 @@ class MqttBus:
         self._tls = tls_context(tls, self.address.tls)
         self._presence = presence
         self._max_inflight = max_inflight
+        self._require_auth = require_auth
         self._log = log.bind(run=run, client_id=self.client_id, broker=str(self.address))
         self._state = ConnectionState.CLOSED
         self._hub = SubscriptionHub(self.stats)
         self._outbox = Outbox(max_inflight, self._log)
         self._filters = Filters(run, self._log)
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._duplicates = Duplicates()
+        self._wills = HeldWills(self._hub.fan_out)
         self._stack: AsyncExitStack | None = None
 
     @property
@@ -117,6 +130,8 @@ class MqttBus:
         """Connect (BusConnectionError if the broker is unreachable or refuses us)."""
         if self._stack is not None or self._hub.closed:
             raise RuntimeError("an MqttBus is entered once")
+        check_login(self.address, self._credentials[0], tls=self._tls is not None,
+                    required=self._require_auth)
         will = None
         if self._presence is not None:
             will = presence_envelope(self.run, self._presence, "offline", "connection lost")
@@ -149,6 +164,7 @@ class MqttBus:
                 if not await self._outbox.wait_acked(CLOSE_FLUSH_S):
                     self._log.warning("mqtt_unsent", count=len(self._outbox))
         finally:
+            self._wills.pause()
             self._hub.close()
 
     async def _connection(self, client: aiomqtt.Client, connected: asyncio.Future[None]) -> None:
@@ -192,12 +208,12 @@ class MqttBus:
         try:
             await unless_ended(receiver, self._filters.resubscribe(client))
             self._enter(ConnectionState.CONNECTED)
+            self._wills.resume()
             if connected.done():
                 self._log.info("mqtt_reconnected", attempts=attempt)
                 await self._announce("hello", "reconnected")
             else:
                 connected.set_result(None)
-                await self._announce("hello")
             flusher = asyncio.create_task(self._flush(client))
             await receiver  # until the connection drops: MqttError
         finally:
@@ -216,6 +232,7 @@ class MqttBus:
 
     def _lost(self, error: Exception) -> None:
         self._enter(ConnectionState.CONNECTING)
+        self._wills.pause()
         unacked = self._outbox.requeue()
         self._log.warning("mqtt_disconnected", error=str(error), unacked=unacked)
 
@@ -277,10 +294,5 @@ class MqttBus:
         except Exception as error:  # a bug here must not take the connection down
             self._log.exception("mqtt_dispatch_failed", topic=topic, error=str(error))
             return
-        seen = self._seen
-        if envelope.id in seen:
-            return
-        seen[envelope.id] = None
-        if len(seen) > SEEN_IDS:
-            seen.popitem(last=False)
-        self._hub.fan_out(envelope)
+        if self._duplicates.first(envelope.sender, envelope.id) and not self._wills.holds(envelope):
+            self._hub.fan_out(envelope)

@@ -1,18 +1,31 @@
-"""The MQTT bus's topic filters: counted per subscription, kept in step with the broker."""
+"""What the MQTT bus lets in, and when: topic filters kept in step with the broker, no
+duplicates, and last wills held back for a grace period."""
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
+import math
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable
 from contextlib import suppress
 
 import aiomqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from structlog.typing import FilteringBoundLogger
 
-from protocols import BROADCAST
+from protocols import BROADCAST, Control, Envelope
 from runtime.bus import TOPIC_ROOT
 from runtime.mqtt_address import BusConnectionError, check_level, refused
+
+SEEN_IDS = 10_000
+"""Envelope ids remembered per sender to drop QoS 1 duplicates (redelivery, resends)."""
+SENDERS = 1_000
+"""Senders remembered; beyond, the one heard from least recently is forgotten."""
+WILL_HOLD_S = 0.5
+"""How long a last will waits while our own connection holds (see HeldWills)."""
+WILL_GRACE_S = 3.0
+"""How long, connected, a will waits around a broker restart: more than BACKOFF_S[1]."""
 
 
 class Filters:
@@ -105,3 +118,101 @@ async def _subscribe(client: aiomqtt.Client, filters: list[str]) -> None:
     for topic, code in zip(filters, codes, strict=True):
         if refused(code):
             raise BusConnectionError(f"broker refused subscription to {topic}: {code}")
+
+
+class Duplicates:
+    """The envelope ids seen lately, per sender: a redelivered or resent envelope is dropped.
+
+    Keyed by sender, whose name the topic carries and a per-agent ACL pins to its
+    login (`parley broker-config`): a sender can then neither shadow another's ids
+    nor, by flooding, push another's ids out of memory. Both memories are bounded.
+    """
+
+    def __init__(self, per_sender: int = SEEN_IDS, senders: int = SENDERS) -> None:
+        self._seen: OrderedDict[str, OrderedDict[str, None]] = OrderedDict()
+        self._per_sender = per_sender
+        self._senders = senders
+
+    def first(self, sender: str, envelope_id: str) -> bool:
+        """True the first time `sender` is seen with `envelope_id` (then it is remembered)."""
+        seen = self._seen.get(sender)
+        if seen is None:
+            seen = self._seen[sender] = OrderedDict()
+            if len(self._seen) > self._senders:
+                self._seen.popitem(last=False)
+        else:
+            self._seen.move_to_end(sender)
+        if envelope_id in seen:
+            return False
+        seen[envelope_id] = None
+        if len(seen) > self._per_sender:
+            seen.popitem(last=False)
+        return True
+
+
+class HeldWills:
+    """Last wills (Control "offline"), handed on after a while, unless their sender speaks.
+
+    Mosquitto publishes every client's will as it shuts down, even one with an MQTT 5
+    will delay, so a broker restart looks like every agent dying at once; each comes
+    back, with a hello, once the broker is up. A will is therefore held `WILL_HOLD_S`,
+    long enough to see our own connection drop if the broker is stopping. If it does,
+    or if the will comes just after we reconnected (queued for us while we were away),
+    it is held `WILL_GRACE_S` of connected time instead, for its sender to reconnect.
+    Whenever its sender is heard from first, it is dropped.
+
+    Args:
+        deliver: What gets a will whose time ran out.
+    """
+
+    def __init__(self, deliver: Callable[[Envelope], None]) -> None:
+        self._deliver = deliver
+        self._held: dict[str, Envelope] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._connected = False
+        self._lost = False  # the connection has dropped at least once
+        self._reconnected_at = -math.inf
+
+    def holds(self, envelope: Envelope) -> bool:
+        """Hold `envelope` if it is a will (True); else drop any will of its sender held."""
+        sender = envelope.sender
+        payload = envelope.payload
+        if isinstance(payload, Control) and payload.command == "offline":
+            self._held[sender] = envelope
+            if self._connected:
+                recent = time.monotonic() - self._reconnected_at < WILL_GRACE_S
+                self._start(sender, WILL_GRACE_S if recent else WILL_HOLD_S)
+            return True
+        if sender in self._held:  # it spoke: it is there
+            self._stop(sender)
+            del self._held[sender]
+        return False
+
+    def pause(self) -> None:
+        """Our connection is down: every will held waits, for its long grace (`resume`)."""
+        self._lost = self._lost or self._connected
+        self._connected = False
+        for sender in list(self._timers):
+            self._stop(sender)
+
+    def resume(self) -> None:
+        """Connected: after a loss, every will held waits `WILL_GRACE_S` from now."""
+        self._connected = True
+        if self._lost:
+            self._reconnected_at = time.monotonic()
+            for sender in self._held:
+                self._start(sender, WILL_GRACE_S)
+
+    def _start(self, sender: str, delay: float) -> None:
+        self._stop(sender)
+        loop = asyncio.get_running_loop()
+        self._timers[sender] = loop.call_later(delay, self._expire, sender)
+
+    def _stop(self, sender: str) -> None:
+        timer = self._timers.pop(sender, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _expire(self, sender: str) -> None:
+        self._timers.pop(sender, None)
+        self._deliver(self._held.pop(sender))

@@ -12,14 +12,20 @@ Determinism: episode `i` resets its env with seed `seed + i`; the agents of the
 slot that starts at episode `i` are seeded from `seed + i`; per-request sampler
 seeds come from the agents' own RNGs, so the outcome does not depend on how the
 engine happened to batch.
+
+On a broker locked down by `parley broker-config`, `credentials` give each process its
+logins: the runner's bus (and the taps on it) logs in as `runner`, and every agent it
+hosts gets a bus of its own with its own login, so the ACL can hold each to its name.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -27,7 +33,7 @@ import structlog
 
 from agents.base import Agent, AgentContext, ModelUsage, UsesModel
 from agents.plugins import build_agent
-from protocols import Envelope, SchemaRegistry
+from protocols import RUNNER, Envelope, SchemaRegistry
 from runtime.bus import Bus
 from runtime.envs import make_env
 from runtime.host import AgentHost, is_stop
@@ -60,6 +66,10 @@ class PlaySettings:
         serve_only: host only this agent, for a runner in another process (`parley agent`).
         taps: callables that see every envelope.
         timeout_grace_s: how long agents may finish after the runner's stop.
+        credentials: name -> `mqtt://USER:PASS@HOST:PORT` (`parley broker-config`): the
+            login of `runner` and of each agent this process hosts; `bus` still says
+            where the broker is (and whether TLS is used).
+        require_auth: refuse an MQTT bus without a login (BusConnectionError).
     """
 
     episodes: int
@@ -72,6 +82,8 @@ class PlaySettings:
     serve_only: str | None = None
     taps: Sequence[Tap] = field(default_factory=list)
     timeout_grace_s: float = 10.0
+    credentials: Mapping[str, str] | None = None
+    require_auth: bool = False
 
 
 @dataclass
@@ -87,14 +99,23 @@ class _Slot:
     agents: list[Agent] = field(default_factory=list)
 
 
-def open_bus(url: str, run: str, registry: SchemaRegistry, presence: str | None = None) -> Bus:
-    """`memory` for the in-process bus, `mqtt://` or `mqtts://` for a broker."""
+def open_bus(url: str, run: str, registry: SchemaRegistry, presence: str | None = None, *,
+             login: str | None = None, require_auth: bool = False) -> Bus:
+    """`memory` for the in-process bus, `mqtt://` or `mqtts://` for a broker.
+
+    `login`, a URL, gives the user name and password (the broker is `url`'s);
+    `require_auth` refuses to connect to a broker without a login.
+    """
     if url == "memory":
         return LocalBus(run, registry)
     if url.startswith(("mqtt://", "mqtts://")):
+        from runtime.mqtt_address import BrokerAddress
         from runtime.mqtt_bus import MqttBus
 
-        bus: Bus = MqttBus(run, url, registry, presence=presence)
+        user = BrokerAddress.parse(login) if login else None
+        bus: Bus = MqttBus(run, url, registry, presence=presence, require_auth=require_auth,
+                           username=user.username if user else None,
+                           password=user.password if user else None)
         return bus
     raise ValueError(f"--bus {url!r}: use memory or mqtt://HOST:PORT")
 
@@ -138,6 +159,8 @@ async def play(scenario: Scenario, settings: PlaySettings) -> RunSummary:
     """
     started = time.perf_counter()
     _check(scenario, settings)
+    if scenario.runtime.require_auth:
+        settings = dataclasses.replace(settings, require_auth=True)
     run_id = settings.run_id or scenario.name
     structlog.contextvars.bind_contextvars(run=run_id)
     blocks = episode_blocks(settings.episodes, settings.concurrency)
@@ -164,11 +187,26 @@ def _check(scenario: Scenario, settings: PlaySettings) -> None:
     if remote and settings.concurrency > 1:
         raise ValueError(f"remote agents ({', '.join(remote)}) play one episode at a time: "
                          "use concurrency 1")
+    if settings.credentials is not None:
+        _check_credentials(scenario, settings, settings.credentials)
     env_agents = make_env(scenario.env).possible_agents
     unknown = set(scenario.agents) ^ set(env_agents)
     if unknown:
         raise ValueError(f"agents in the scenario and the env differ: {', '.join(sorted(unknown))}"
                          f" (env agents: {', '.join(env_agents)})")
+
+
+def _check_credentials(scenario: Scenario, settings: PlaySettings,
+                       credentials: Mapping[str, str]) -> None:
+    if not settings.bus.startswith(("mqtt://", "mqtts://")):
+        raise ValueError("credentials are logins for a broker: use --bus mqtt://HOST:PORT")
+    if settings.concurrency > 1:  # slots play under run ids of their own, which the ACL lacks
+        raise ValueError("credentials are for one run id: use concurrency 1")
+    local = [n for n, s in scenario.agents.items() if not s.remote]
+    needed = [settings.serve_only] if settings.serve_only else [RUNNER, *local]
+    missing = [name for name in needed if name not in credentials]
+    if missing:
+        raise ValueError(f"the credentials have no login for {', '.join(missing)}")
 
 
 async def _play_slot(scenario: Scenario, registry: SchemaRegistry, settings: PlaySettings,
@@ -177,9 +215,10 @@ async def _play_slot(scenario: Scenario, registry: SchemaRegistry, settings: Pla
     served = settings.serve_only
     names = [served] if served else [n for n, s in scenario.agents.items() if not s.remote]
     slot.agents = build_agents(scenario, names, registry, settings.seed + slot.first, settings)
-    async with open_bus(settings.bus, slot.run_id, registry, presence=served) as bus:
+    async with AsyncExitStack() as stack:
+        bus, agent_buses = await _open_buses(stack, settings, slot.run_id, registry, names)
         tapping = [await _tap(bus, settings.taps)] if settings.taps and not served else []
-        serving = await _serve(bus, slot.agents, scenario)
+        serving = await _serve(agent_buses, slot.agents, scenario)
         if served:
             await asyncio.gather(*serving)
         else:
@@ -188,13 +227,38 @@ async def _play_slot(scenario: Scenario, registry: SchemaRegistry, settings: Pla
             slot.results = await runner.run(slot.count, remote, first=slot.first)
             slot.incidents = runner.incidents
             await _wind_down(serving, tapping, settings.timeout_grace_s)
-        slot.messages = MessageCounts(**bus.stats.as_dict())
+        distinct = [bus, *(b for b in agent_buses if b is not bus)]
+        slot.messages = MessageCounts.total([MessageCounts(**b.stats.as_dict()) for b in distinct])
 
 
-async def _serve(bus: Bus, agents: Sequence[Agent], scenario: Scenario
+async def _open_buses(stack: AsyncExitStack, settings: PlaySettings, run: str,
+                      registry: SchemaRegistry, names: Sequence[str]) -> tuple[Bus, list[Bus]]:
+    """The runner's bus (or the served agent's), and the bus of each agent `names` lists.
+
+    The runner's bus announces `runner`: after a broker restart its hello makes agent
+    hosts answer with theirs, in case they said hello before it had resubscribed.
+    With credentials each hosted agent logs in as itself on a bus of its own;
+    otherwise they all share the one bus.
+    """
+    logins = settings.credentials or {}
+    owner = settings.serve_only or RUNNER
+
+    async def opened(name: str, presence: str | None) -> Bus:
+        bus = open_bus(settings.bus, run, registry, presence, login=logins.get(name),
+                       require_auth=settings.require_auth)
+        return await stack.enter_async_context(bus)
+
+    main = await opened(owner, owner)
+    if settings.serve_only or not logins:
+        return main, [main] * len(names)
+    return main, [await opened(name, None) for name in names]
+
+
+async def _serve(buses: Sequence[Bus], agents: Sequence[Agent], scenario: Scenario
                  ) -> list[asyncio.Task[None]]:
-    """Start a host per agent; returns once every host is subscribed and has said hello."""
-    hosts = [AgentHost(agent, bus, scenario.allows) for agent in agents]
+    """Start a host per agent, each on its bus; returns once every one has said hello."""
+    hosts = [AgentHost(agent, bus, scenario.allows)
+             for agent, bus in zip(agents, buses, strict=True)]
     readiness = [asyncio.Event() for _ in hosts]
     serving = [asyncio.create_task(h.serve(r), name=f"agent:{h.name}")
                for h, r in zip(hosts, readiness, strict=True)]

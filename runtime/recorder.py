@@ -8,7 +8,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-from protocols import Envelope, MalformedEnvelope, SchemaRegistry, decode
+from protocols import BuiltinMessage, Envelope, MalformedEnvelope, SchemaRegistry, decode
+from runtime.scenario_yaml import printable
 
 
 class Recording:
@@ -20,7 +21,10 @@ class Recording:
         self._out: IO[str] | None = None
 
     def __enter__(self) -> Self:
-        self._out = self.path.open("w")
+        try:
+            self._out = self.path.open("w")
+        except OSError as error:
+            raise RecordingError(f"{self.path}: cannot write: {error.strerror or error}") from None
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
@@ -35,24 +39,54 @@ class Recording:
 
 
 class RecordingError(ValueError):
-    """A recording file with a line that is not an envelope."""
+    """A recording that cannot be read, or a line of it that is not an envelope."""
+
+
+def check_kind(envelope: Envelope) -> None:
+    """MalformedEnvelope unless the envelope's kind is its payload's.
+
+    A built-in payload carries its own kind; every other message travels as `say`.
+    The codec does not check this, and a reader that trusts `kind` would show a
+    `Control` as an action, or an `Action` as something an agent said.
+    """
+    payload = envelope.payload
+    expected = payload.kind if isinstance(payload, BuiltinMessage) else "say"
+    if envelope.kind != expected:
+        raise MalformedEnvelope(f"kind {envelope.kind!r} does not fit a {envelope.schema_id} "
+                                f"payload (its kind is {expected!r})")
 
 
 def read_recording(path: Path, registry: SchemaRegistry | None = None) -> Iterator[Envelope]:
-    """Envelopes of a recording, in order; RecordingError names the bad line.
+    """Envelopes of a recording, in order; RecordingError names the file and the bad line.
 
     Without the run's registry, the scenario's own messages are read unchecked
     (`SchemaRegistry.lenient`): enough to show them, not to trust them.
     """
     registry = registry or SchemaRegistry.lenient()
-    with path.open() as lines:
-        for number, line in enumerate(lines, start=1):
+    try:
+        lines = path.open("rb")  # bytes: a line that is not UTF-8 is a bad line, not a crash
+    except OSError as error:
+        raise RecordingError(f"{path}: cannot read: {error.strerror or error}") from None
+    with lines:
+        for number, line in enumerate(_lines(path, lines), start=1):
             if not line.strip():
                 continue
             try:
-                yield decode(line, registry)
+                envelope = decode(line, registry)
+                check_kind(envelope)
             except MalformedEnvelope as error:
-                raise RecordingError(f"{path}:{number}: not an envelope: {error}") from None
+                # A field name in the line may hold line breaks: the error stays on one line.
+                raise RecordingError(f"{path}:{number}: not an envelope: "
+                                     f"{printable(str(error))}") from None
+            yield envelope
+
+
+def _lines(path: Path, lines: IO[bytes]) -> Iterator[bytes]:
+    """The file's lines; a read that fails half-way (a folder, an I/O error) is a RecordingError."""
+    try:
+        yield from lines
+    except OSError as error:
+        raise RecordingError(f"{path}: cannot read: {error.strerror or error}") from None
 
 
 def comparable(envelope: Envelope) -> dict[str, object]:

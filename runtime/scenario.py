@@ -2,14 +2,55 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+import structlog
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    PrivateAttr,
+    ValidationInfo,
+    model_validator,
+)
 
-from agents.base import Route
+from agents.base import AgentContext, Route
 from agents.model import ModelConfig
-from protocols import BROADCAST, MessageSpec, SchemaRegistry
+from agents.plugins import AgentLoadError, agent_class, build_agent
+from protocols import BROADCAST, RUNNER, MessageSpec, SchemaRegistry
+from protocols.messages import BUILTIN_MESSAGES
+from runtime.scenario_yaml import ScenarioError, Source, dotted, failure, load_yaml_model
+
+log = structlog.get_logger()
+
+_BUILTIN_NAMES = {schema_id.partition("@")[0] for schema_id in BUILTIN_MESSAGES}
+
+
+def _agent_name(name: str) -> str:
+    """An agent id must be usable as an envelope's sender and an MQTT topic level."""
+    if not re.fullmatch(r"[^/#+\x00]+", name):
+        raise ValueError(f"agent name {name!r} must be non-empty, without / # + or NUL")
+    if name in (RUNNER, BROADCAST):
+        raise ValueError(f"agent name {name!r} is reserved")
+    return name
+
+
+def _message_name(name: str) -> str:
+    """A message name becomes the schema id `Name@version` of every envelope it travels in."""
+    if not re.fullmatch(r"[A-Za-z_][\w.]*", name):
+        raise ValueError(f"message name {name!r} must start with a letter or _ and hold "
+                         "only letters, digits, _ and .")
+    if name in _BUILTIN_NAMES:
+        raise ValueError(f"message name {name!r} is a built-in message")
+    return name
+
+
+AgentName = Annotated[str, AfterValidator(_agent_name)]
+MessageName = Annotated[str, AfterValidator(_message_name)]
 
 
 class Strict(BaseModel):
@@ -62,7 +103,7 @@ class RouteSpec(Strict):
 class ProtocolSpec(Strict):
     """The message protocol: the schemas and the routes they may travel."""
 
-    messages: dict[str, MessageSpec] = Field(default_factory=dict)
+    messages: dict[MessageName, MessageSpec] = Field(default_factory=dict)
     routes: list[RouteSpec] = Field(default_factory=list)
 
 
@@ -75,6 +116,10 @@ class RuntimeSpec(Strict):
     default_action: int | None = Field(
         default=None, ge=0, description="Action of a late or crashed agent; None: first legal."
     )
+    require_auth: bool = Field(
+        default=False, description="Refuse an MQTT broker without a login (`--credentials` "
+        "or mqtt://user:pass@...)."
+    )
 
 
 class Scenario(Strict):
@@ -85,7 +130,7 @@ class Scenario(Strict):
     seed: int = 0
     episodes: int = Field(default=1, ge=1)
     env: EnvSpec
-    agents: dict[str, AgentSpec]
+    agents: dict[AgentName, AgentSpec]
     protocol: ProtocolSpec = Field(default_factory=ProtocolSpec)
     model: ModelConfig = Field(default_factory=ModelConfig)
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
@@ -94,6 +139,18 @@ class Scenario(Strict):
         description="PPO settings; `parley train` validates them (training.PPOConfig). The "
         "runtime does not read them: dependencies point from training to runtime.",
     )
+    _source: Source | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _keep_source(self, info: ValidationInfo) -> Scenario:
+        """Keep the file and lines it was loaded from, for errors found after loading."""
+        source = info.context.get("source") if isinstance(info.context, dict) else None
+        self._source = source if isinstance(source, Source) else None
+        return self
+
+    def where(self, *loc: str | int) -> str:
+        """`FILE:LINE: field.path` of a field (just the path for a scenario built in code)."""
+        return self._source.where(loc) if self._source is not None else dotted(loc)
 
     @model_validator(mode="after")
     def _routes_known(self) -> Scenario:
@@ -128,6 +185,65 @@ class Scenario(Strict):
 
 def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
     """Load and validate a scenario file; ScenarioError lists every problem with its line."""
-    from runtime.scenario_yaml import load_yaml_model
-
     return load_yaml_model(Path(path), Scenario, overrides)
+
+
+def preflight(scenario: Scenario, adapters: str | None = None, serve: str | None = None) -> None:
+    """Build what a run builds before it plays, and nothing more; ScenarioError if any fails.
+
+    The env is built and reset once with the scenario's seed; the agents this process
+    would host (the local ones, or only `serve` for `parley agent`; remote agents are
+    built on their own host) are built from their type and options as `runtime.play`
+    builds them. No language model is loaded: LLM agents load their engine on first use.
+    `adapters`, if given, must hold each LLM agent's adapter (`--adapters`).
+    """
+    from runtime.envs import EnvError, check_env
+
+    registry = scenario.registry()
+    problems: list[str] = []
+    try:
+        env_agents = check_env(scenario.env, scenario.seed)
+    except EnvError as error:
+        problems.append(f"{scenario.where('env', *error.field)}: {error}")
+    else:
+        differ = set(scenario.agents) ^ set(env_agents)
+        if differ:
+            problems.append(f"{scenario.where('agents')}: agents in the scenario and the env "
+                            f"differ: {', '.join(sorted(differ))} (env agents: "
+                            f"{', '.join(env_agents)})")
+    hosted = [serve] if serve in scenario.agents else [
+        name for name, spec in scenario.agents.items() if not spec.remote]
+    problems += [problem for name in hosted
+                 if (problem := _agent_problem(scenario, name, registry, adapters))]
+    if problems:
+        raise ScenarioError(problems)
+
+
+def _agent_problem(scenario: Scenario, name: str, registry: SchemaRegistry,
+                   adapters: str | None) -> str | None:
+    """Why agent `name` cannot be built, or None.
+
+    Agent classes are plug-in code: whatever their module raises on import, or their
+    constructor on the scenario's options, is a problem of the scenario, not a crash
+    (`--log-level debug` logs the traceback).
+    """
+    spec = scenario.agents[name]
+    try:
+        agent_class(spec.type)
+    except AgentLoadError as error:
+        return f"{scenario.where('agents', name, 'type')}: {error}"
+    except Exception as error:
+        log.debug("agent_import_failed", agent=name, exc_info=True)
+        return f"{scenario.where('agents', name, 'type')}: cannot load {spec.type}: " \
+            f"{failure(error)}"
+    context = AgentContext(name=name, routes=scenario.routes_of(name), registry=registry,
+                           options=spec.options, model=scenario.model, adapters_dir=adapters)
+    try:
+        build_agent(spec.type, context)
+    except AgentLoadError as error:
+        return f"{scenario.where('agents', name, 'options')}: {error}"
+    except Exception as error:
+        log.debug("agent_build_failed", agent=name, exc_info=True)
+        return f"{scenario.where('agents', name)}: cannot build agent {name!r} ({spec.type}): " \
+            f"{failure(error)}"
+    return None

@@ -36,23 +36,32 @@ class MessageCounts(BaseModel):
                    rejected=sum(c.rejected for c in counts))
 
 
+IncidentKind = Literal["late", "failed", "illegal", "offline"]
+
+
 class Incidents(BaseModel):
-    """Agents that were late, crashed, or chose an illegal action; the run went on."""
+    """What went wrong with agents while the run went on, each counted once.
+
+    Attributes:
+        late: actions that did not come within `action_timeout_s` (default action played);
+            also the step in which an agent fell silent.
+        failed: an agent's `speak` or `act` raised or returned something invalid (each
+            phase counts: a failed `speak` does not cost the action).
+        illegal: actions outside the legal set (a negative one included); default played.
+        offline: actions played by default because the agent was offline (its last will
+            or `bye` came, or it fell silent); it was not waited for.
+        by_agent: incidents per agent, for tests and logs; not in the JSON.
+    """
 
     late: int = 0
     failed: int = 0
     illegal: int = 0
+    offline: int = 0
     by_agent: dict[str, int] = Field(default_factory=dict, exclude=True)  # logs name them
 
-    def count(self, agent: str, what: Literal["late", "failed", "illegal"]) -> None:
+    def count(self, agent: str, what: IncidentKind) -> None:
         """One more incident of kind `what` by `agent`."""
-        match what:
-            case "late":
-                self.late += 1
-            case "failed":
-                self.failed += 1
-            case "illegal":
-                self.illegal += 1
+        setattr(self, what, getattr(self, what) + 1)
         self.by_agent[agent] = self.by_agent.get(agent, 0) + 1
 
     @classmethod
@@ -62,7 +71,8 @@ class Incidents(BaseModel):
         for part in parts:
             by_agent.update(part.by_agent)
         return cls(late=sum(p.late for p in parts), failed=sum(p.failed for p in parts),
-                   illegal=sum(p.illegal for p in parts), by_agent=dict(by_agent))
+                   illegal=sum(p.illegal for p in parts), offline=sum(p.offline for p in parts),
+                   by_agent=dict(by_agent))
 
 
 class RunSummary(BaseModel):
@@ -77,7 +87,7 @@ class RunSummary(BaseModel):
         wall_s: seconds the run took.
         per_episode: each episode's outcome, in episode order.
         messages: bus counters.
-        incidents: late, failed and illegal actions, replaced by the default action.
+        incidents: late, failed, illegal and offline agent steps (see Incidents).
         llm: the model use of LLM agents; None when no agent runs a model.
     """
 

@@ -1,7 +1,8 @@
 """A private Mosquitto broker for tests: its own port, config and data directory.
 
 Tests never mock the broker: they start a real `mosquitto` with the options they
-need (persistence, users, ACL, TLS) and stop, kill or restart it mid-test.
+need (persistence, users, ACL, TLS), or from a config file such as the one
+`parley broker-config` writes, and stop, kill, restart or reload it mid-test.
 
     with Mosquitto(persistence=True) as broker:
         bus = MqttBus("run", broker.url)
@@ -14,6 +15,7 @@ wraps it in the `mosquitto` and `mosquitto_factory` fixtures.
 from __future__ import annotations
 
 import getpass
+import re
 import shutil
 import signal
 import socket
@@ -56,6 +58,8 @@ class Mosquitto:
         acl: Text of an ACL file (mosquitto `acl_file` syntax).
         tls: (certfile, keyfile) to serve TLS instead of plain TCP.
         port: Port to listen on; a free one by default. Kept across restarts.
+        config: A mosquitto.conf to start from instead (the options above are then
+            unused); the port is that of its first `listener`.
     """
 
     def __init__(
@@ -66,10 +70,12 @@ class Mosquitto:
         acl: str | None = None,
         tls: tuple[Path, Path] | None = None,
         port: int | None = None,
+        config: Path | None = None,
     ) -> None:
         if MOSQUITTO is None:
             raise RuntimeError("mosquitto is not installed")
-        self.port = port or free_port()
+        self.source = config
+        self.port = _listener_port(config) if config else port or free_port()
         self.host = "127.0.0.1"
         self.persistence = persistence
         self.users = dict(users or {})
@@ -98,6 +104,12 @@ class Mosquitto:
         return self._process is not None and self._process.poll() is None
 
     def _write_config(self) -> None:
+        if self.source is not None:
+            # As given, but logging to our file: by default mosquitto logs to stderr,
+            # which nobody reads while it runs (a full pipe would stall it).
+            text = self.source.read_text()
+            self.config.write_text(f"{text}\nlog_dest file {self.log_file}\n")
+            return
         lines = [
             f"listener {self.port} {self.host}",
             f"allow_anonymous {'false' if self.users else 'true'}",
@@ -197,6 +209,18 @@ class Mosquitto:
             self._write_config()
         self.start()
 
+    def reload(self, users: Mapping[str, str] | None = None) -> None:
+        """Make the running broker re-read its config, passwords and ACL (SIGHUP).
+
+        Args:
+            users: Passwords to set first (a user not named keeps its own).
+        """
+        if users is not None:
+            self.users = dict(users)
+            self._write_config()
+        assert self._process is not None, "the broker is not running"
+        self._process.send_signal(signal.SIGHUP)
+
     def log(self) -> str:
         """What the broker has logged so far (errors, warnings, notices)."""
         return self.log_file.read_text() if self.log_file.exists() else ""
@@ -232,8 +256,9 @@ class MosquittoFactory:
         users: Mapping[str, str] | None = None,
         acl: str | None = None,
         tls: tuple[Path, Path] | None = None,
+        config: Path | None = None,
     ) -> Mosquitto:
-        broker = Mosquitto(persistence=persistence, users=users, acl=acl, tls=tls)
+        broker = Mosquitto(persistence=persistence, users=users, acl=acl, tls=tls, config=config)
         self._brokers.append(broker)
         broker.start()
         return broker
@@ -242,3 +267,10 @@ class MosquittoFactory:
         for broker in self._brokers:
             broker.close()
         self._brokers.clear()
+
+
+def _listener_port(config: Path) -> int:
+    found = re.search(r"^listener\s+(\d+)", config.read_text(), re.MULTILINE)
+    if found is None:
+        raise ValueError(f"{config} has no listener line")
+    return int(found.group(1))

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from runtime.cli import positive
+from runtime.cli import input_folder, output_file, output_folder, positive
 
 SET_HELP = ("override a scenario setting, e.g. --set training.critic=none "
             "(the value is read as YAML; repeat for several)")
@@ -73,11 +73,15 @@ def register(commands: Any) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from runtime.scenario import preflight
     from training.train_scenario import load_train_scenario
     from training.trainer import train
 
+    input_folder("--resume", args.resume)
     scenario = load_train_scenario(args.scenario, dict(args.settings))
     out = args.resume or args.out or Path("runs") / scenario.name
+    output_folder("--out", out)  # also the default, runs/<scenario name>
+    preflight(scenario)
     adapters = train(scenario, out, iterations=args.iterations, resume=args.resume is not None,
                      progress=not args.no_progress)
     print(f"adapters: {adapters}  (play them: parley run {args.scenario} --adapters {adapters})")
@@ -85,10 +89,13 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from runtime.scenario import load_scenario
+    from runtime.scenario import load_scenario, preflight
     from training.evaluate import evaluate, render_eval
 
+    output_file("--summary", args.summary)
+    input_folder("--adapters", args.adapters)
     scenario = load_scenario(args.scenario, dict(args.settings))
+    preflight(scenario, args.adapters)
     summary = asyncio.run(evaluate(scenario, args.episodes, args.seed, args.adapters,
                                    args.concurrency))
     print(render_eval(summary))
@@ -98,8 +105,11 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _ablate(args: argparse.Namespace) -> int:
+    from runtime.scenario_yaml import read_yaml
     from training.ablation import ablate, load_variants
 
+    output_folder("--out", args.out)
+    read_yaml(args.variants)  # a missing file or bad YAML: one line with its line number
     table = ablate(args.scenario, load_variants(args.variants), args.seeds, args.out,
                    args.iterations, args.episodes, args.jobs, args.threads)
     print(table.read_text(), end="")

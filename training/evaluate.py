@@ -107,9 +107,9 @@ def render_eval(summary: EvalSummary) -> str:
         interval = _interval(summary.returns_ci95.get(agent))
         lines.append(f"  return     {agent:<{width}}  {mean:.3f} {interval}  (t 95%)")
     incidents = summary.incidents
-    if incidents.late or incidents.failed or incidents.illegal:
+    if incidents.late or incidents.failed or incidents.illegal or incidents.offline:
         lines.append(f"  incidents  late {incidents.late}, failed {incidents.failed}, "
-                     f"illegal {incidents.illegal}")
+                     f"illegal {incidents.illegal}, offline {incidents.offline}")
     return "\n".join(lines)
 
 

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from protocols import MessageSpec, SchemaRegistry, UnknownSchema
+from protocols import (
+    ImportPathError,
+    MessageSpec,
+    SchemaRegistry,
+    UnknownSchema,
+    describe,
+    import_model,
+)
 
 NESTED = {
     "version": 2,
@@ -51,13 +61,12 @@ def test_declared_model_is_frozen(registry: SchemaRegistry) -> None:
 
 
 def test_json_schema_export_carries_constraints(registry: SchemaRegistry) -> None:
-    schema = registry.json_schema("Hint@2")
+    schema: dict[str, Any] = registry.json_schema("Hint@2")
     properties = schema["properties"]
-    assert isinstance(properties, dict)
-    assert properties["word"]["enum"] == ["alpha", "beta", "gamma"]  # type: ignore[index]
-    assert properties["count"]["maximum"] == 5  # type: ignore[index]
-    assert properties["note"]["maxLength"] == 12  # type: ignore[index]
-    assert set(schema["required"]) == {"word", "count", "note", "tags", "detail"}  # type: ignore[arg-type]
+    assert properties["word"]["enum"] == ["alpha", "beta", "gamma"]
+    assert properties["count"]["maximum"] == 5
+    assert properties["note"]["maxLength"] == 12
+    assert set(schema["required"]) == {"word", "count", "note", "tags", "detail"}
 
 
 class Offer(BaseModel):
@@ -85,3 +94,56 @@ def test_versions_are_distinct(registry: SchemaRegistry) -> None:
     registry.register("Hint@1", Offer)
     assert registry.latest("Hint") == "Hint@2"
     assert registry["Hint@1"] is Offer
+
+
+def _refusal(spec: dict[str, object]) -> str:
+    with pytest.raises(ValidationError) as caught:
+        MessageSpec.model_validate(spec)
+    return describe(caught.value)
+
+
+@pytest.mark.parametrize(("field", "expected"), [
+    ({"type": "str", "pattern": "["}, "pattern: not a usable regex: unclosed character class"),
+    ({"type": "str", "pattern": "(?=a)a"}, "pattern: not a usable regex: look-around"),
+    ({"type": "enum"}, "a field of type enum needs 'values'"),
+    ({"type": "enum", "values": []}, "a field of type enum needs 'values'"),
+    ({"type": "list"}, "a field of type list needs 'items'"),
+    ({"type": "object", "fields": {}}, "a field of type object needs 'fields'"),
+    ({"type": "str", "min_length": 5, "max_length": 2}, "min_length is greater than max_length"),
+    ({"type": "int", "ge": 0.5}, "the bounds of an int field must be whole numbers"),
+    ({"type": "int", "le": 1e300}, "the bounds of an int field must be whole numbers"),
+    ({"type": "float", "ge": float("inf")}, "ge: Input should be a finite number"),
+    ({"type": "str", "max_length": 10**30}, "max_length: Input should be less than or equal"),
+])
+def test_field_spec_that_cannot_build_a_model_is_refused(field: dict[str, object],
+                                                         expected: str) -> None:
+    assert expected in _refusal({"fields": {"x": field}})
+
+
+@pytest.mark.parametrize("name", ["_x", "__x", "model_config", "model_dump", "json"])
+def test_field_names_a_pydantic_model_cannot_keep_are_refused(name: str) -> None:
+    problem = _refusal({"fields": {"ok": {"type": "object", "fields": {name: {"type": "int"}}}}})
+    assert f"field name {name!r}" in problem
+
+
+def test_import_of_something_that_is_not_a_model_is_refused() -> None:
+    assert "'os:path' is a module, not a pydantic model" in _refusal({"import": "os:path"})
+    assert "cannot import 'os:nope'" in _refusal({"import": "os:nope"})
+    with pytest.raises(ImportPathError):
+        import_model("os:path")
+
+
+def test_int_field_with_whole_float_bounds_builds() -> None:
+    registry = SchemaRegistry.from_specs({"N": MessageSpec.model_validate(
+        {"fields": {"n": {"type": "int", "ge": 0.0, "le": 3.0}}})})
+    assert registry.validate("N@1", {"n": 3}).model_dump() == {"n": 3}
+    with pytest.raises(ValidationError):
+        registry.validate("N@1", {"n": 4})
+
+
+def test_import_of_a_module_that_fails_as_it_loads_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(tmp_path)
+    (tmp_path / "half_written_messages.py").write_text("raise RuntimeError('not yet')\n")
+    assert "cannot import 'half_written_messages:Hint': RuntimeError: not yet" in _refusal(
+        {"import": "half_written_messages:Hint"})

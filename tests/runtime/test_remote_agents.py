@@ -71,7 +71,7 @@ def test_agent_in_its_own_process_plays_over_mqtt(tmp_path: Path, broker: Mosqui
     assert remote.wait(timeout=30) == 0  # the runner's stop ends the remote agent
     result = json.loads(summary.read_text())
     assert result["episodes"] == 2 and result["steps"] == 8
-    assert result["incidents"] == {"late": 0, "failed": 0, "illegal": 0}
+    assert result["incidents"] == {"late": 0, "failed": 0, "illegal": 0, "offline": 0}
     # player_0 plays C, D, C, D; player_1 always defects: 0+1+0+1 per episode.
     assert result["returns"] == {"player_0": 2.0, "player_1": 12.0}
     envelopes = list(read_recording(recording))

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
 from agents.plugins import AgentLoadError
-from runtime.play import PlaySettings
+from protocols import Action, Control, Envelope, Observation, seal
+from runtime.bus import Bus
+from runtime.envs import make_env
+from runtime.host import AgentHost
+from runtime.local_bus import LocalBus
+from runtime.play import PlaySettings, build_agents
 from runtime.play import play as play_scenario
+from runtime.runner import Runner
 from runtime.scenario import Scenario
 from runtime.summary import Incidents, RunSummary
 
@@ -141,3 +148,66 @@ async def test_agents_must_match_env() -> None:
     s = scenario(RPS, {"player_0": {"type": "random"}, "someone": {"type": "random"}})
     with pytest.raises(ValueError, match="someone"):
         await play(s)
+
+
+async def test_silent_agent_is_not_waited_for_until_heard_from_again() -> None:
+    # player_0 plays scissors, but its second speak takes 0.35 s, past both 0.15 s timeouts
+    # of step 1: late there, then offline (rock by default, not waited for) until its
+    # overdue replies arrive, during step 2 (a step or two later on a slow machine).
+    s = scenario({"pettingzoo": "pettingzoo.classic.rps_v2", "options": {"max_cycles": 8}},
+                 {"player_0": {"type": "tests.runtime.plugin_agents:SilentOnceAgent",
+                               "options": {"silent_s": 0.35, "at_turn": 2}},
+                  "player_1": {"type": "scripted", "options": {"actions": [1], "delay_s": 0.1}}},
+                 runtime={"speak_timeout_s": 0.15, "action_timeout_s": 0.15, "default_action": 0})
+    with capture_logs() as logs:
+        summary = await play(s, episodes=1)
+    incidents = summary.incidents
+    assert incidents.late == 1 and 1 <= incidents.offline <= 3
+    assert incidents.failed == incidents.illegal == 0
+    defaulted = incidents.late + incidents.offline
+    assert incidents.by_agent == {"player_0": defaulted}
+    # Scissors beats paper; the default rock loses to it: every other step is its own.
+    assert summary.returns["player_0"] == (8 - defaulted) - defaulted
+    events = [(e["event"], e["agent"], e["step"]) for e in logs
+              if e["event"] in ("agent_silent", "agent_back")]
+    assert events[0] == ("agent_silent", "player_0", 1)
+    assert events[1][:2] == ("agent_back", "player_0") and len(events) == 2
+
+
+async def test_only_the_first_requested_action_counts() -> None:
+    # A hand-written player_0 sends paper before it is asked, answers the act request
+    # with rock, then again with scissors, and once to all: only the rock may count.
+    async def rogue(bus: Bus) -> None:
+        async def send(message: Action | Control, to: Envelope, recipient: str = "runner") -> None:
+            await bus.publish(seal(message, run=bus.run, episode=to.episode, step=to.step,
+                                   sender="player_0", recipient=recipient))
+
+        async with bus.subscribe("player_0") as stream:
+            async for env in stream:
+                match env.payload:
+                    case Control(command="hello"):
+                        await send(Control(command="hello"), env)
+                    case Observation():
+                        await send(Action(action=1), env)
+                        await send(Control(command="spoken"), env)
+                    case Control(command="act"):
+                        for action, recipient in ((0, "runner"), (2, "runner"), (1, "all")):
+                            await send(Action(action=action), env, recipient)
+                    case Control(command="stop"):
+                        return
+
+    s = scenario(RPS, {"player_0": {"type": "random", "remote": True},
+                       "player_1": {"type": "scripted"}})
+    async with LocalBus("t", s.registry()) as bus:
+        [rock] = build_agents(s, ["player_1"], s.registry(), 0, PlaySettings(episodes=1, seed=0))
+        ready = asyncio.Event()
+        tasks = [asyncio.create_task(AgentHost(rock, bus, s.allows).serve(ready)),
+                 asyncio.create_task(rogue(bus))]
+        await ready.wait()
+        with capture_logs() as logs:
+            [result] = await Runner(make_env(s.env), bus, s.runtime).run(1, ["player_0"])
+        await asyncio.gather(*tasks)
+    assert result.returns == {"player_0": 0.0, "player_1": 0.0}  # four ties: rock, rock
+    dropped = [(e["step"], e["reason"]) for e in logs if e["event"] == "reply_dropped"]
+    assert dropped == [(step, reason) for step in range(4)
+                       for reason in ("unrequested", "duplicate", "not_to_runner")]

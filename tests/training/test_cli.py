@@ -63,3 +63,26 @@ def test_set_overrides_a_setting_and_bad_ones_are_one_line_errors(
     with pytest.raises(SystemExit) as exit_info:
         main(["train", str(scenario), "--set", "no_equals_sign"])
     assert exit_info.value.code == 2 and "KEY=VALUE" in capsys.readouterr().err
+
+
+RPS = Path(__file__).parents[2] / "scenarios" / "rps.yaml"
+
+
+def test_eval_summary_into_missing_folder_is_refused_before_evaluating(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "missing" / "eval.json"
+    assert main(["eval", str(RPS), "--summary", str(target)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: --summary {target}: folder {tmp_path / 'missing'} does not exist"]
+
+
+def test_train_out_below_a_file_is_refused_before_training(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["train", str(RPS), "--out", str(blocker / "run")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: --out {blocker / 'run'}: cannot be made, {blocker} is a file"]
+    assert main(["train", str(RPS), "--resume", str(tmp_path / "nothing")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: --resume {tmp_path / 'nothing'}: no such folder"]
