@@ -30,8 +30,9 @@ from runtime.console import ConversationView, summary_table
 from runtime.envs import EnvError
 from runtime.logs import configure_logging
 from runtime.play import PlaySettings, Tap, play
+from runtime.preflight import preflight
 from runtime.recorder import Recording, RecordingError, read_recording
-from runtime.scenario import load_scenario, preflight
+from runtime.scenario import load_scenario
 from runtime.scenario_yaml import ScenarioError, printable
 
 EXIT_BAD_INPUT = 2

@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import structlog
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -18,14 +17,11 @@ from pydantic import (
     model_validator,
 )
 
-from agents.base import AgentContext, Route
+from agents.base import Route
 from agents.model import ModelConfig
-from agents.plugins import AgentLoadError, agent_class, build_agent
 from protocols import BROADCAST, RUNNER, MessageSpec, SchemaRegistry
 from protocols.messages import BUILTIN_MESSAGES
-from runtime.scenario_yaml import ScenarioError, Source, dotted, failure, load_yaml_model
-
-log = structlog.get_logger()
+from runtime.scenario_yaml import Source, dotted, load_yaml_model
 
 _BUILTIN_NAMES = {schema_id.partition("@")[0] for schema_id in BUILTIN_MESSAGES}
 
@@ -186,64 +182,3 @@ class Scenario(Strict):
 def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
     """Load and validate a scenario file; ScenarioError lists every problem with its line."""
     return load_yaml_model(Path(path), Scenario, overrides)
-
-
-def preflight(scenario: Scenario, adapters: str | None = None, serve: str | None = None) -> None:
-    """Build what a run builds before it plays, and nothing more; ScenarioError if any fails.
-
-    The env is built and reset once with the scenario's seed; the agents this process
-    would host (the local ones, or only `serve` for `parley agent`; remote agents are
-    built on their own host) are built from their type and options as `runtime.play`
-    builds them. No language model is loaded: LLM agents load their engine on first use.
-    `adapters`, if given, must hold each LLM agent's adapter (`--adapters`).
-    """
-    from runtime.envs import EnvError, check_env
-
-    registry = scenario.registry()
-    problems: list[str] = []
-    try:
-        env_agents = check_env(scenario.env, scenario.seed)
-    except EnvError as error:
-        problems.append(f"{scenario.where('env', *error.field)}: {error}")
-    else:
-        differ = set(scenario.agents) ^ set(env_agents)
-        if differ:
-            problems.append(f"{scenario.where('agents')}: agents in the scenario and the env "
-                            f"differ: {', '.join(sorted(differ))} (env agents: "
-                            f"{', '.join(env_agents)})")
-    hosted = [serve] if serve in scenario.agents else [
-        name for name, spec in scenario.agents.items() if not spec.remote]
-    problems += [problem for name in hosted
-                 if (problem := _agent_problem(scenario, name, registry, adapters))]
-    if problems:
-        raise ScenarioError(problems)
-
-
-def _agent_problem(scenario: Scenario, name: str, registry: SchemaRegistry,
-                   adapters: str | None) -> str | None:
-    """Why agent `name` cannot be built, or None.
-
-    Agent classes are plug-in code: whatever their module raises on import, or their
-    constructor on the scenario's options, is a problem of the scenario, not a crash
-    (`--log-level debug` logs the traceback).
-    """
-    spec = scenario.agents[name]
-    try:
-        agent_class(spec.type)
-    except AgentLoadError as error:
-        return f"{scenario.where('agents', name, 'type')}: {error}"
-    except Exception as error:
-        log.debug("agent_import_failed", agent=name, exc_info=True)
-        return f"{scenario.where('agents', name, 'type')}: cannot load {spec.type}: " \
-            f"{failure(error)}"
-    context = AgentContext(name=name, routes=scenario.routes_of(name), registry=registry,
-                           options=spec.options, model=scenario.model, adapters_dir=adapters)
-    try:
-        build_agent(spec.type, context)
-    except AgentLoadError as error:
-        return f"{scenario.where('agents', name, 'options')}: {error}"
-    except Exception as error:
-        log.debug("agent_build_failed", agent=name, exc_info=True)
-        return f"{scenario.where('agents', name)}: cannot build agent {name!r} ({spec.type}): " \
-            f"{failure(error)}"
-    return None

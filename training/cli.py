@@ -73,7 +73,7 @@ def register(commands: Any) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from runtime.scenario import preflight
+    from runtime.preflight import preflight
     from training.train_scenario import load_train_scenario
     from training.trainer import train
 
@@ -89,7 +89,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from runtime.scenario import load_scenario, preflight
+    from runtime.preflight import preflight
+    from runtime.scenario import load_scenario
     from training.evaluate import evaluate, render_eval
 
     output_file("--summary", args.summary)

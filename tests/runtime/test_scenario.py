@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime.scenario import load_scenario, preflight
+from runtime.preflight import preflight
+from runtime.scenario import load_scenario
 from runtime.scenario_yaml import ScenarioError
 
 SCENARIOS = sorted((Path(__file__).parents[2] / "scenarios").glob("*.yaml"))
