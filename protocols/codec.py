@@ -68,7 +68,7 @@ def decode(raw: bytes | str, registry: SchemaRegistry) -> Envelope:
     try:
         envelope = Envelope.model_validate_json(raw, context={"registry": registry})
     except ValidationError as error:
-        raise MalformedEnvelope(f"envelope: {describe(error, limit=1)}") from None
+        raise MalformedEnvelope(f"envelope: {describe(error, root='', limit=1)}") from None
     if "id" not in envelope.model_fields_set:
         raise MalformedEnvelope("envelope: id: Field required (receivers de-duplicate by it)")
     return envelope

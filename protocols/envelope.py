@@ -14,10 +14,11 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from protocols.errors import describe
-from protocols.messages import Kind
+from protocols.messages import BuiltinMessage, Kind
 from protocols.registry import BUILTIN_REGISTRY, SchemaRegistry, UnknownSchema
 
 BROADCAST = "all"
@@ -105,6 +106,20 @@ class Envelope(BaseModel):
             return model.model_validate(value)
         except ValidationError as error:
             raise ValueError(f"{schema_id}: {describe(error, root='payload')}") from None
+
+    @model_validator(mode="after")
+    def _kind_fits_payload(self) -> Envelope:
+        """A built-in payload carries its own kind; every other message travels as `say`.
+
+        A reader that trusted `kind` would otherwise take a Control for an action, or
+        an Action for something an agent said.
+        """
+        payload = self.payload
+        expected = payload.kind if isinstance(payload, BuiltinMessage) else "say"
+        if self.kind != expected:
+            raise ValueError(f"kind {self.kind!r} does not fit a {self.schema_id} payload "
+                             f"(its kind is {expected!r})")
+        return self
 
     def to_json(self) -> bytes:
         """Wire form: compact JSON, field `schema` under its public name.

@@ -17,7 +17,12 @@ def validation_issues(error: ValidationError) -> list[tuple[Location, str]]:
 
 
 def describe(error: ValidationError, root: str = "<root>", limit: int | None = None) -> str:
-    """The problems as `field.path: message`, joined by `; ` (the first `limit` only)."""
-    lines = [f"{'.'.join(str(part) for part in where) or root}: {message}"
-             for where, message in validation_issues(error)[:limit]]
+    """The problems as `field.path: message`, joined by `; ` (the first `limit` only).
+
+    A problem of the whole object is named `root`; with `root=""`, by its message alone.
+    """
+    lines = []
+    for where, message in validation_issues(error)[:limit]:
+        field = ".".join(str(part) for part in where) or root
+        lines.append(f"{field}: {message}" if field else message)
     return "; ".join(lines)

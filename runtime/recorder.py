@@ -8,7 +8,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-from protocols import BuiltinMessage, Envelope, MalformedEnvelope, SchemaRegistry, decode
+from protocols import Envelope, MalformedEnvelope, SchemaRegistry, decode
 from runtime.scenario_yaml import printable
 
 
@@ -42,20 +42,6 @@ class RecordingError(ValueError):
     """A recording that cannot be read, or a line of it that is not an envelope."""
 
 
-def check_kind(envelope: Envelope) -> None:
-    """MalformedEnvelope unless the envelope's kind is its payload's.
-
-    A built-in payload carries its own kind; every other message travels as `say`.
-    The codec does not check this, and a reader that trusts `kind` would show a
-    `Control` as an action, or an `Action` as something an agent said.
-    """
-    payload = envelope.payload
-    expected = payload.kind if isinstance(payload, BuiltinMessage) else "say"
-    if envelope.kind != expected:
-        raise MalformedEnvelope(f"kind {envelope.kind!r} does not fit a {envelope.schema_id} "
-                                f"payload (its kind is {expected!r})")
-
-
 def read_recording(path: Path, registry: SchemaRegistry | None = None) -> Iterator[Envelope]:
     """Envelopes of a recording, in order; RecordingError names the file and the bad line.
 
@@ -73,7 +59,6 @@ def read_recording(path: Path, registry: SchemaRegistry | None = None) -> Iterat
                 continue
             try:
                 envelope = decode(line, registry)
-                check_kind(envelope)
             except MalformedEnvelope as error:
                 # A field name in the line may hold line breaks: the error stays on one line.
                 raise RecordingError(f"{path}:{number}: not an envelope: "

@@ -226,7 +226,7 @@ def test_replay_refuses_payload_that_does_not_fit_its_kind(
     path = tmp_path / "run.jsonl"
     line = {**ENVELOPE, "kind": kind, "schema": schema, "payload": payload}
     path.write_text(json.dumps(line) + "\n")
-    assert _replay_error(path, capsys) == f"error: {path}:1: not an envelope: {expected}"
+    assert _replay_error(path, capsys) == f"error: {path}:1: not an envelope: envelope: {expected}"
 
 
 def test_replay_shows_names_that_look_like_markup(tmp_path: Path,
