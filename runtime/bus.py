@@ -7,9 +7,9 @@ Both fan out what they receive through a `runtime.hub.SubscriptionHub`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Protocol, Self
 
 import structlog
@@ -23,14 +23,19 @@ TOPIC_ROOT = "parley"
 
 @dataclass
 class BusStats:
-    """Counters every bus keeps; `parley run --summary` reports them."""
+    """Counters every bus keeps; a run summary's `messages` (a plain dataclass: the bus's
+    hot path only adds to them)."""
 
     published: int = 0
     delivered: int = 0
     rejected: int = 0
 
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+    @classmethod
+    def total(cls, parts: Sequence[BusStats]) -> BusStats:
+        """The sum over several buses (a play's slots, or its agents' own connections)."""
+        return cls(published=sum(p.published for p in parts),
+                   delivered=sum(p.delivered for p in parts),
+                   rejected=sum(p.rejected for p in parts))
 
 
 def topic_for(envelope: Envelope) -> str:

@@ -34,13 +34,13 @@ import structlog
 from agents.base import Agent, AgentContext, ModelUsage, UsesModel
 from agents.plugins import build_agent
 from protocols import RUNNER, Envelope, SchemaRegistry
-from runtime.bus import Bus
+from runtime.bus import Bus, BusStats
 from runtime.envs import make_env
 from runtime.host import AgentHost, is_stop
 from runtime.local_bus import LocalBus
 from runtime.runner import Runner
 from runtime.scenario import Scenario
-from runtime.summary import EpisodeResult, Incidents, MessageCounts, RunSummary
+from runtime.summary import EpisodeResult, Incidents, RunSummary
 
 if TYPE_CHECKING:
     from agents.llm.engine import InferenceEngine
@@ -94,7 +94,7 @@ class _Slot:
     first: int
     count: int
     results: list[EpisodeResult] = field(default_factory=list)
-    messages: MessageCounts = field(default_factory=MessageCounts)
+    messages: BusStats = field(default_factory=BusStats)
     incidents: Incidents = field(default_factory=Incidents)
     agents: list[Agent] = field(default_factory=list)
 
@@ -173,7 +173,7 @@ async def play(scenario: Scenario, settings: PlaySettings) -> RunSummary:
         scenario.name, list(scenario.agents), [r for s in slots for r in s.results],
         wall_s=time.perf_counter() - started,
         incidents=Incidents.total([s.incidents for s in slots]),
-        messages=MessageCounts.total([s.messages for s in slots]),
+        messages=BusStats.total([s.messages for s in slots]),
         llm=ModelUsage.total(usage) if usage else None)
 
 
@@ -228,7 +228,7 @@ async def _play_slot(scenario: Scenario, registry: SchemaRegistry, settings: Pla
             slot.incidents = runner.incidents
             await _wind_down(serving, tapping, settings.timeout_grace_s)
         distinct = [bus, *(b for b in agent_buses if b is not bus)]
-        slot.messages = MessageCounts.total([MessageCounts(**b.stats.as_dict()) for b in distinct])
+        slot.messages = BusStats.total([b.stats for b in distinct])
 
 
 async def _open_buses(stack: AsyncExitStack, settings: PlaySettings, run: str,

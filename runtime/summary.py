@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from agents.base import ModelUsage
+from runtime.bus import BusStats
 
 
 class EpisodeResult(BaseModel):
@@ -19,21 +20,6 @@ class EpisodeResult(BaseModel):
     returns: dict[str, float]
     steps: int
     success: bool | None
-
-
-class MessageCounts(BaseModel):
-    """Envelopes the buses of a run published, delivered and rejected."""
-
-    published: int = 0
-    delivered: int = 0
-    rejected: int = 0
-
-    @classmethod
-    def total(cls, counts: Sequence[MessageCounts]) -> MessageCounts:
-        """The sum over several buses (one per slot of a play)."""
-        return cls(published=sum(c.published for c in counts),
-                   delivered=sum(c.delivered for c in counts),
-                   rejected=sum(c.rejected for c in counts))
 
 
 IncidentKind = Literal["late", "failed", "illegal", "offline"]
@@ -98,13 +84,13 @@ class RunSummary(BaseModel):
     steps: int
     wall_s: float
     per_episode: list[EpisodeResult]
-    messages: MessageCounts
+    messages: BusStats
     incidents: Incidents
     llm: ModelUsage | None = None
 
     @classmethod
     def of(cls, scenario: str, agents: Sequence[str], results: Sequence[EpisodeResult], *,
-           wall_s: float, messages: MessageCounts, incidents: Incidents,
+           wall_s: float, messages: BusStats, incidents: Incidents,
            llm: ModelUsage | None) -> RunSummary:
         """The summary of `results` (means over episodes; an agent's missing return is 0)."""
         successes = [r.success for r in results if r.success is not None]

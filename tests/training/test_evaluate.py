@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from runtime.bus import BusStats
 from runtime.scenario import Scenario, load_scenario
-from runtime.summary import EpisodeResult, Incidents, MessageCounts, RunSummary
+from runtime.summary import EpisodeResult, Incidents, RunSummary
 from training.evaluate import evaluate, render_eval, with_intervals
 from training.stats import mean_ci95, proportion_ci95
 
@@ -63,7 +64,7 @@ async def test_evaluate_rejects_zero_episodes() -> None:
 def hand_made(returns: list[float], success: list[bool | None]) -> RunSummary:
     episodes = [EpisodeResult(episode=i, returns={"a": r}, success=s, steps=1)
                 for i, (r, s) in enumerate(zip(returns, success, strict=True))]
-    return RunSummary.of("toy", ["a"], episodes, wall_s=0.0, messages=MessageCounts(),
+    return RunSummary.of("toy", ["a"], episodes, wall_s=0.0, messages=BusStats(),
                          incidents=Incidents(), llm=None)
 
 
