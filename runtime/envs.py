@@ -7,7 +7,7 @@ numbers for the rest, the action mask), and steps the environment with their act
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -247,6 +247,15 @@ def make_env(spec: EnvSpec) -> EnvHost:
         return AECHost(env, spec.max_steps)
     raise EnvError(f"{type(env).__name__} is neither a PettingZoo ParallelEnv nor an AECEnv",
                    ("pettingzoo",) if spec.pettingzoo else ())
+
+
+def agents_mismatch(scenario_agents: Iterable[str], env_agents: Sequence[str]) -> str | None:
+    """Why a scenario's agents are not its env's (names on one side only), or None."""
+    differ = set(scenario_agents) ^ set(env_agents)
+    if not differ:
+        return None
+    return (f"agents in the scenario and the env differ: {', '.join(sorted(differ))} "
+            f"(env agents: {', '.join(env_agents)})")
 
 
 def check_env(spec: EnvSpec, seed: int) -> list[str]:

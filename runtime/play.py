@@ -35,7 +35,7 @@ from agents.base import Agent, AgentContext, ModelUsage, UsesModel
 from agents.plugins import build_agent
 from protocols import RUNNER, Envelope, SchemaRegistry
 from runtime.bus import Bus, BusStats
-from runtime.envs import make_env
+from runtime.envs import agents_mismatch, make_env
 from runtime.host import AgentHost, is_stop
 from runtime.local_bus import LocalBus
 from runtime.runner import Runner
@@ -189,11 +189,9 @@ def _check(scenario: Scenario, settings: PlaySettings) -> None:
                          "use concurrency 1")
     if settings.credentials is not None:
         _check_credentials(scenario, settings, settings.credentials)
-    env_agents = make_env(scenario.env).possible_agents
-    unknown = set(scenario.agents) ^ set(env_agents)
-    if unknown:
-        raise ValueError(f"agents in the scenario and the env differ: {', '.join(sorted(unknown))}"
-                         f" (env agents: {', '.join(env_agents)})")
+    mismatch = agents_mismatch(scenario.agents, make_env(scenario.env).possible_agents)
+    if mismatch:
+        raise ValueError(mismatch)
 
 
 def _check_credentials(scenario: Scenario, settings: PlaySettings,

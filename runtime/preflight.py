@@ -11,7 +11,7 @@ import structlog
 from agents.base import AgentContext
 from agents.plugins import AgentLoadError, agent_class, build_agent
 from protocols import SchemaRegistry
-from runtime.envs import EnvError, check_env
+from runtime.envs import EnvError, agents_mismatch, check_env
 from runtime.scenario import Scenario
 from runtime.scenario_yaml import ScenarioError, failure
 
@@ -34,11 +34,9 @@ def preflight(scenario: Scenario, adapters: str | None = None, serve: str | None
     except EnvError as error:
         problems.append(f"{scenario.where('env', *error.field)}: {error}")
     else:
-        differ = set(scenario.agents) ^ set(env_agents)
-        if differ:
-            problems.append(f"{scenario.where('agents')}: agents in the scenario and the env "
-                            f"differ: {', '.join(sorted(differ))} (env agents: "
-                            f"{', '.join(env_agents)})")
+        mismatch = agents_mismatch(scenario.agents, env_agents)
+        if mismatch:
+            problems.append(f"{scenario.where('agents')}: {mismatch}")
     hosted = [serve] if serve in scenario.agents else [
         name for name, spec in scenario.agents.items() if not spec.remote]
     problems += [problem for name in hosted
