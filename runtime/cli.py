@@ -138,6 +138,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--bus", default="mqtt://127.0.0.1:1883", help="broker for the MQTT part")
     bench.add_argument("--messages", type=positive, default=5000)
     bench.add_argument("--agents", type=positive, default=8)
+    bench.add_argument("--restarts", type=positive, default=20, help="broker restarts (restarts)")
     bench.add_argument("--json", action="store_true")
     register_broker_config(commands)
     for plugin in entry_points(group=COMMAND_GROUP):
@@ -240,6 +241,14 @@ def bench_bus_command(args: argparse.Namespace) -> tuple[Any, str]:
 
     result = asyncio.run(bench_bus(args.bus, args.messages))
     return result.as_dict(), render_bench(result)
+
+
+def bench_restarts_command(args: argparse.Namespace) -> tuple[Any, str]:
+    """`parley bench restarts`: a run with a remote agent through broker restarts."""
+    from runtime.bench_restarts import bench_restarts, render_restarts
+
+    result = bench_restarts(args.restarts)
+    return result.as_dict(), render_restarts(result)
 
 
 def bench_inference_command(args: argparse.Namespace) -> tuple[Any, str]:

@@ -32,7 +32,7 @@ import aiomqtt
 import structlog
 
 from protocols import Envelope, MalformedEnvelope, SchemaRegistry, check_schema
-from runtime.aio import cancel, settled, unless_ended
+from runtime.aio import cancel, settled, tolerate_closed_socket_races, unless_ended
 from runtime.bus import BusStats, decode_from_topic, reject, topic_for
 from runtime.hub import SubscriptionHub
 from runtime.mqtt_address import (
@@ -132,6 +132,7 @@ class MqttBus:
             raise RuntimeError("an MqttBus is entered once")
         check_login(self.address, self._credentials[0], tls=self._tls is not None,
                     required=self._require_auth)
+        tolerate_closed_socket_races(asyncio.get_running_loop())
         will = None
         if self._presence is not None:
             will = presence_envelope(self.run, self._presence, "offline", "connection lost")

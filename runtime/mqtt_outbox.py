@@ -10,6 +10,11 @@ from contextlib import suppress
 import aiomqtt
 from structlog.typing import FilteringBoundLogger
 
+RESEND_S = 2.0
+"""How long an acknowledged publish is kept, to be sent again after a lost connection."""
+RESEND_MAX = 1_000
+"""At most this many of them (well under what receivers remember to drop duplicates)."""
+
 
 class Outbox:
     """Publishes in order, at most a window of them unacknowledged, none lost on reconnect.
@@ -18,6 +23,11 @@ class Outbox:
     connection is ready, publishes wait in a buffer; `flush(client)` sends the
     buffer in order and then sends directly on that client, until `requeue()`
     (the connection is lost) buffers every unacknowledged publish again, oldest first.
+
+    A PUBACK does not mean delivered: a broker that crashes (SIGKILL, power) loses what
+    it acknowledged but had neither sent on nor saved. So publishes acknowledged in the
+    last `RESEND_S` are sent again after a lost connection too; receivers drop the
+    duplicate ids, and only the envelope the crash lost goes through.
 
     The window is an `asyncio.Semaphore`: each publish call holds one permit until
     it ends (acknowledged, failed or cancelled), so `put` waits while the broker
@@ -31,6 +41,7 @@ class Outbox:
     def __init__(self, max_inflight: int, log: FilteringBoundLogger) -> None:
         self._window = asyncio.Semaphore(max_inflight)
         self._unacked: dict[int, tuple[str, bytes]] = {}
+        self._recent: deque[tuple[float, str, bytes]] = deque(maxlen=RESEND_MAX)  # acked
         self._buffer: deque[int] = deque()
         self._calls: set[asyncio.Task[None]] = set()
         self._client: aiomqtt.Client | None = None  # set exactly while sending directly
@@ -71,8 +82,9 @@ class Outbox:
         """The connection is lost: buffer every unacknowledged publish again, oldest first.
 
         Publish calls in flight are cancelled (their permits come back), and
-        everything is resent after the reconnection. paho also retransmits what it
-        still held, so some envelopes arrive twice: receivers drop duplicate ids.
+        everything is resent after the reconnection, after what was acknowledged in the
+        last `RESEND_S`. paho also retransmits what it still held, so some envelopes
+        arrive twice: receivers drop duplicate ids.
 
         Returns:
             How many publishes are unacknowledged.
@@ -80,8 +92,13 @@ class Outbox:
         self._client = None
         for call in self._calls:
             call.cancel()
-        self._buffer = deque(self._unacked)
-        return len(self._unacked)
+        unacked = list(self._unacked)  # oldest first
+        since = asyncio.get_running_loop().time() - RESEND_S
+        again = [self._keep(topic, payload) for acked_at, topic, payload in self._recent
+                 if acked_at >= since]
+        self._recent.clear()
+        self._buffer = deque(again + unacked)
+        return len(unacked)
 
     async def wait_acked(self, timeout: float) -> bool:
         """Wait up to `timeout` s for the broker to acknowledge everything; True if it did."""
@@ -125,5 +142,6 @@ class Outbox:
             self._log.debug("mqtt_publish_failed", topic=topic, error=str(error))
             return
         self._unacked.pop(seq, None)
+        self._recent.append((asyncio.get_running_loop().time(), topic, payload))
         if not self._unacked:
             self._all_acked.set()

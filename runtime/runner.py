@@ -189,7 +189,13 @@ class Runner:
         asked = {agent: Control(command="act") for agent in live if agent not in self._offline}
         replies = await self._ask("action", asked, asked, self.runtime.action_timeout_s)
         for agent in asked:
-            if agent not in spoken and agent not in replies:
+            if agent in spoken:
+                continue
+            if agent in replies:  # it acted, so it is live: its speaking overran
+                self.incidents.count(agent, "late")
+                self._bound(agent).warning("agent_speak_late",
+                                           waited_s=self.runtime.speak_timeout_s)
+            else:
                 self._offline.add(agent)
                 self._bound(agent).warning("agent_silent", waited_s=self.runtime.speak_timeout_s
                                            + self.runtime.action_timeout_s)

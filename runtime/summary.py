@@ -29,8 +29,10 @@ class Incidents(BaseModel):
     """What went wrong with agents while the run went on, each counted once.
 
     Attributes:
-        late: actions that did not come within `action_timeout_s` (default action played);
-            also the step in which an agent fell silent.
+        late: actions that did not come within `action_timeout_s` (default action played),
+            and speaking that did not end within `speak_timeout_s` of an agent that then
+            acted (its messages may come after the action); also the step in which an
+            agent fell silent.
         failed: an agent's `speak` or `act` raised or returned something invalid (each
             phase counts: a failed `speak` does not cost the action).
         illegal: actions outside the legal set (a negative one included); default played.

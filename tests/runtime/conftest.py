@@ -11,8 +11,8 @@ import pytest
 from protocols import Message, SchemaRegistry
 from runtime.bus import Bus
 from runtime.local_bus import LocalBus
+from runtime.mosquitto import Mosquitto, MosquittoFactory
 from runtime.mqtt_bus import MqttBus
-from tests.broker import Mosquitto, MosquittoFactory
 
 
 class Note(Message):

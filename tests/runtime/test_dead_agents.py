@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from protocols import Action, Envelope, Observation
+from runtime.mosquitto import Mosquitto, find_tool
 from runtime.recorder import read_recording
-from tests.broker import Mosquitto, find_tool
 
 pytestmark = pytest.mark.mqtt
 ROOT = Path(__file__).parents[2]

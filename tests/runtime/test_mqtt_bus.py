@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import ssl
 import subprocess
 import sys
@@ -18,12 +19,13 @@ from structlog.testing import capture_logs
 from agents.base import AgentContext
 from agents.scripted import ScriptedAgent
 from protocols import Control, Envelope, SchemaRegistry, seal
-from runtime import mqtt_filters
+from runtime import mqtt_filters, mqtt_outbox
+from runtime.aio import tolerate_closed_socket_races
 from runtime.bench_bus import bench_bus, render_bench
 from runtime.host import AgentHost
+from runtime.mosquitto import MOSQUITTO_PUB, MosquittoFactory, free_port
 from runtime.mqtt_address import BrokerAddress, BusConnectionError
 from runtime.mqtt_bus import ConnectionState, MqttBus
-from tests.broker import MOSQUITTO_PUB, MosquittoFactory, free_port
 from tests.runtime.conftest import Note
 
 TIMEOUT = 10.0
@@ -83,6 +85,33 @@ async def test_broker_restart_loses_no_envelope(
     events = [entry["event"] for entry in logs]
     assert events.count("mqtt_disconnected") == 2
     assert events.count("mqtt_reconnected") == 2
+
+
+@pytest.mark.mqtt
+async def test_what_the_broker_acknowledged_lately_is_sent_again_after_a_restart(
+    mosquitto_factory: MosquittoFactory, registry: SchemaRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A crashed broker loses what it acknowledged but had not delivered; here the broker
+    (no persistence) acknowledges notes nobody reads yet. Those acknowledged in the last
+    RESEND_S are resent after the restart, the older one is not, none arrives twice."""
+    monkeypatch.setattr(mqtt_outbox, "RESEND_S", 0.5)
+    broker = mosquitto_factory()
+    run = new_run()
+    async with MqttBus(run, broker.url, registry) as alice:
+        await alice.publish(note(run, "a", "b", 0))
+        await asyncio.sleep(0.7)  # acknowledged long enough ago
+        for seq in (1, 2):
+            await alice.publish(note(run, "a", "b", seq))
+        while alice._outbox:  # all three acknowledged, dropped unread by the broker
+            await asyncio.sleep(0.01)
+        async with MqttBus(run, broker.url, registry) as bob, bob.subscribe("b") as inbox:
+            await asyncio.to_thread(broker.restart)
+            await alice.publish(note(run, "a", "b", 3))
+            got = [(await receive(inbox)).step for _ in range(3)]
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(anext(inbox), 0.5)
+    assert got == [1, 2, 3]
 
 
 @pytest.mark.mqtt
@@ -297,3 +326,28 @@ async def test_names_that_would_break_topics_are_refused(
         with pytest.raises(ValueError, match="subscriber name '#'"):
             async with bus.subscribe("#"):
                 pass
+
+
+async def test_a_socket_closed_before_its_registration_logs_no_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """aiomqtt's race: add_writer for a descriptor that closed before the call ran."""
+    loop = asyncio.get_running_loop()
+    tolerate_closed_socket_races(loop)
+    tolerate_closed_socket_races(loop)  # twice changes nothing
+    closed = socket.socket()
+    fileno = closed.fileno()
+    closed.close()
+    with capture_logs() as logs:
+        loop.call_soon(loop.add_writer, fileno, lambda: None)
+        loop.call_soon(loop.add_reader, -1, lambda: None)
+        loop.call_soon(_fails)  # any other error is still asyncio's to report
+        await asyncio.sleep(0.05)
+    races = [e for e in logs if e["event"] == "mqtt_socket_closed_before_registration"]
+    assert len(races) == 2
+    reported = [r for r in caplog.records if r.name == "asyncio"]
+    assert len(reported) == 1 and "boom" in str(reported[0].exc_info)
+
+
+def _fails() -> None:
+    raise RuntimeError("boom")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from runtime.mosquitto import Mosquitto
 from runtime.recorder import read_recording
-from tests.broker import Mosquitto
 
 pytestmark = pytest.mark.mqtt
 ROOT = Path(__file__).parents[2]

@@ -174,6 +174,22 @@ async def test_silent_agent_is_not_waited_for_until_heard_from_again() -> None:
     assert events[1][:2] == ("agent_back", "player_0") and len(events) == 2
 
 
+async def test_speaking_past_its_timeout_counts_late_and_keeps_the_action() -> None:
+    # player_0's second speak takes 0.3 s, past the 0.1 s speak timeout but with its act
+    # well inside the 2 s action timeout: one late, and its own scissors every step.
+    s = scenario({"pettingzoo": "pettingzoo.classic.rps_v2", "options": {"max_cycles": 4}},
+                 {"player_0": {"type": "tests.runtime.plugin_agents:SilentOnceAgent",
+                               "options": {"silent_s": 0.3, "at_turn": 2}},
+                  "player_1": {"type": "scripted", "options": {"actions": [1]}}},
+                 runtime={"speak_timeout_s": 0.1, "action_timeout_s": 2.0, "default_action": 0})
+    with capture_logs() as logs:
+        summary = await play(s, episodes=1)
+    assert summary.incidents.model_dump() == {"late": 1, "failed": 0, "illegal": 0, "offline": 0}
+    assert summary.returns["player_0"] == 4.0
+    late = [(e["agent"], e["step"]) for e in logs if e["event"] == "agent_speak_late"]
+    assert late == [("player_0", 1)]
+
+
 async def test_only_the_first_requested_action_counts() -> None:
     # A hand-written player_0 sends paper before it is asked, answers the act request
     # with rock, then again with scissors, and once to all: only the rock may count.

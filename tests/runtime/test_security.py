@@ -26,13 +26,13 @@ from protocols import (
     seal,
 )
 from runtime.broker_config import load_credentials, write_broker_config
+from runtime.mosquitto import MOSQUITTO_PUB, Mosquitto, MosquittoFactory, find_tool, free_port
 from runtime.mqtt_address import BrokerAddress, BusConnectionError
 from runtime.mqtt_bus import MqttBus
 from runtime.mqtt_filters import Duplicates
 from runtime.play import PlaySettings, Tap, play
 from runtime.scenario import load_scenario
 from runtime.summary import RunSummary
-from tests.broker import MOSQUITTO_PUB, Mosquitto, MosquittoFactory, find_tool, free_port
 from tests.runtime.conftest import Note
 
 pytestmark = pytest.mark.mqtt

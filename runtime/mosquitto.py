@@ -1,14 +1,14 @@
-"""A private Mosquitto broker for tests: its own port, config and data directory.
+"""A private Mosquitto broker process: its own port, config and data directory.
 
-Tests never mock the broker: they start a real `mosquitto` with the options they
-need (persistence, users, ACL, TLS), or from a config file such as the one
-`parley broker-config` writes, and stop, kill, restart or reload it mid-test.
+Tests and benchmarks never mock the broker: they start a real `mosquitto` with the
+options they need (persistence, users, ACL, TLS), or from a config file such as the one
+`parley broker-config` writes, and stop, kill, restart or reload it mid-run.
 
     with Mosquitto(persistence=True) as broker:
         bus = MqttBus("run", broker.url)
         broker.restart()
 
-Other tests import it (`from tests.broker import Mosquitto`); tests/runtime/conftest.py
+Tests import it (`from runtime.mosquitto import Mosquitto`); tests/runtime/conftest.py
 wraps it in the `mosquitto` and `mosquitto_factory` fixtures.
 """
 
