@@ -136,7 +136,9 @@ def _play(scenario: Path, folder: Path, broker: Mosquitto, name: str,
                     folder / f"{name}-runner")
     done: list[str] = []
     restarter = None
-    if restarts is not None:
+    if restarts is not None:  # once the run is under way: its first envelope is recorded
+        while runner.poll() is None and not (recording.exists() and recording.stat().st_size):
+            time.sleep(0.05)
         count, interval = restarts
         restarter = threading.Thread(target=_restart_broker,
                                      args=(broker, runner, count, interval, done))

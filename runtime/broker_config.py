@@ -22,7 +22,9 @@ Broker settings a run needs, and why (all in the generated file):
   messages queued for a client that is away) survive a broker restart. Without it a
   restart loses what was queued for an agent or the runner: an action, an observation.
 - `autosave_interval 30`: a clean stop saves everything; a crash loses what came after
-  the last save.
+  the last save and was not delivered yet, which is why a bus resends what the broker
+  acknowledged in its last 2 s after a lost connection (`runtime.mqtt_outbox`). Saving
+  on every change (`autosave_on_changes`) instead is too slow to keep up with a run.
 - `max_queued_messages 10000`: what the broker keeps for a client that is away (the
   default 1000 can drop envelopes of a long outage).
 - `allow_anonymous false`, `password_file`, `acl_file`: who may connect, publish and read.

@@ -54,6 +54,9 @@ log = structlog.get_logger()
 
 BACKOFF_S = (0.05, 2.0)
 """First and longest wait between reconnection attempts."""
+FIRST_CONNECT_S = 5.0
+"""How long the first connection is retried while nothing listens at the broker's
+address (a broker starting or restarting); a refusal by the broker is final at once."""
 CLOSE_FLUSH_S = 5.0
 """How long closing waits for the broker to acknowledge what we published."""
 
@@ -171,16 +174,19 @@ class MqttBus:
     async def _connection(self, client: aiomqtt.Client, connected: asyncio.Future[None]) -> None:
         """Connect, serve, and after a loss reconnect with backoff, until cancelled.
 
-        The first attempt's failure goes to `connected` (and ends the task); later
-        ones are retried, waiting longer each time.
+        Before the first connection, only a broker not listening yet is retried, for
+        `FIRST_CONNECT_S`; any other failure goes to `connected` (and ends the task).
+        Once connected, every failure is retried, waiting longer each time.
         """
         delay, attempts = BACKOFF_S[0], 0
+        give_up_at = asyncio.get_running_loop().time() + FIRST_CONNECT_S
         while True:
             try:
                 async with client:
                     await self._serve(client, connected, attempts + 1)
             except (aiomqtt.MqttError, BusConnectionError) as error:
-                if not connected.done():
+                now = asyncio.get_running_loop().time()
+                if not connected.done() and (not _not_listening(error) or now >= give_up_at):
                     message = f"cannot connect to {self.address}: {error}"
                     connected.set_exception(BusConnectionError(message))
                     return
@@ -297,3 +303,8 @@ class MqttBus:
             return
         if self._duplicates.first(envelope.sender, envelope.id) and not self._wills.holds(envelope):
             self._hub.fan_out(envelope)
+
+
+def _not_listening(error: Exception) -> bool:
+    """Whether nothing listened at the broker's address (aiomqtt keeps only the text)."""
+    return not isinstance(error, aiomqtt.MqttCodeError) and "Connection refused" in str(error)

@@ -30,7 +30,7 @@ import torch
 from peft import PeftModel
 
 from agents.llm.adapters import save_adapters
-from training.critic import CentralCritic
+from training.critic import Critic
 
 log = structlog.get_logger()
 
@@ -59,7 +59,7 @@ def save_checkpoint(
     out: Path,
     completed: int,
     model: PeftModel,
-    critic: CentralCritic | None,
+    critic: Critic | None,
     optimisers: dict[str, torch.optim.Optimizer],
     metrics: dict[str, float],
     keep: int = 3,
@@ -90,7 +90,7 @@ def save_checkpoint(
 
 
 def restore_checkpoint(
-    path: Path, critic: CentralCritic | None, optimisers: dict[str, torch.optim.Optimizer]
+    path: Path, critic: Critic | None, optimisers: dict[str, torch.optim.Optimizer]
 ) -> int:
     """Load a checkpoint's state into `critic` and `optimisers`; returns iterations completed.
 

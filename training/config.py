@@ -122,10 +122,22 @@ class PPOConfig(BaseModel):
         "the first epoch, so float noise of batched, padded sampling does not show up as "
         "a ratio != 1; costs one forward pass per decision without gradients.",
     )
+    critic_model: Literal["lora", "frozen"] = Field(
+        default="lora",
+        description="lora: the critic's own LoRA adapter on the base model (rank, alpha, "
+        "targets and layers as the actors') with a value head on the last token, trained by "
+        "the value loss alone; frozen: a value head on the base model's pooled hidden "
+        "states, computed once per rollout (cheap; its features cannot learn).",
+    )
+    critic_sharing: Literal["shared", "per_agent"] = Field(
+        default="shared",
+        description="shared: one critic gives every agent's values (MAPPO; the agent id is "
+        "in its text); per_agent: one critic (adapter and head) per agent.",
+    )
     critic_pooling: Literal["mean", "last"] = Field(
         default="mean",
-        description="How the frozen base model's last hidden states of the critic's text are "
-        "pooled into a feature vector: mean over tokens, or the last token.",
+        description="The frozen critic's pooling of the base model's last hidden states: "
+        "mean over tokens, or the last token (the LoRA critic reads the last token).",
     )
     critic_hidden: int = Field(
         default=64, ge=1, description="Width of the value head's hidden layer."

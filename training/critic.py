@@ -1,36 +1,46 @@
-"""The critic: a small value head on frozen language-model features of the step's text.
+"""The critic: a value per decision point, read from the text of the bus record.
 
-What the critic reads for agent i at step t is text built from the bus record:
+What the critic reads for agent i at step t:
 
 - `central` (CTDE, MAPPO): the agent id, every agent's observation and every
-  message of step t;
+  message of step t that existed at the decision point;
 - `independent` (IPPO): the agent id, i's own observation and inbox only.
 
-The features come from the base model with every LoRA adapter off and no
-gradient: the critic never moves the policy's weights, and the features of a
-rollout are computed once and reused by every epoch. Only the value head (a
-small MLP) learns. It predicts values in the units of a `ValueNormaliser`
-(the trainer normalises targets and denormalises predictions).
+Two ways to turn that text into a value (`training.critic_model`):
+
+- `lora` (default): the critic's own LoRA adapter on the one base model, and a value
+  head on the last token's hidden state. The value loss trains only that adapter and
+  the head: the actors' adapters are not in its forward pass, and the reference
+  policy stays the base model with every adapter off.
+- `frozen`: a value head on the base model's mean-pooled hidden states, computed once
+  per rollout without gradient. Cheap, but the features cannot learn what decides the
+  outcome (whether a message names the target): its explained variance stayed about 0.
+
+One critic for all agents (`critic_sharing: shared`, MAPPO's per-agent values from a
+shared network: the agent id is in the text) or one per agent (`per_agent`: an
+adapter and a head each). Values are in the units of a `ValueNormaliser` (the
+trainer normalises targets and denormalises predictions).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from peft import PeftModel
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from agents.llm.adapters import adapter_scope
 from protocols import Envelope
-from training.config import CriticKind
+from training.config import CriticKind, PPOConfig
+from training.hidden import Pooling, hidden_states, text_features, tokenise
 from training.normalise import ValueNormaliser
 from training.trajectory import AgentStep, Trajectories
 
-Pooling = Literal["mean", "last"]
-
+CRITIC_ADAPTER = "critic"
+"""The LoRA critic's adapter (per-agent critics: `critic_0`, `critic_1`, ...)."""
 
 Phase = Literal["speak", "act"]
 PHASES: tuple[Phase, Phase] = ("speak", "act")
@@ -76,103 +86,114 @@ def _message_line(env: Envelope) -> str:
     return f"message {env.sender} -> {env.recipient}: {payload}"
 
 
-def hidden_size(model: nn.Module) -> int:
-    """Width of the model's hidden states (the feature vector)."""
-    return int(getattr(model, "config").hidden_size)  # noqa: B009 - transformers config
+@dataclass(frozen=True)
+class CriticRows:
+    """The critic's input for one rollout: two rows per agent-step (speak, then act), in
+    `trajectories.steps` order (`value_row` maps a decision to its row).
 
-
-@torch.no_grad()
-def text_features(
-    model: nn.Module,
-    tokenizer: PreTrainedTokenizerBase,
-    texts: list[str],
-    pooling: Pooling = "mean",
-    batch_size: int = 16,
-) -> torch.Tensor:
-    """Pooled last hidden states of the base model (adapters off), shape (len(texts), width).
-
-    Texts run in batches of similar length (right-padded; the mask keeps padding
-    out of the pool). Returned as float32 on the CPU, detached.
+    Attributes:
+        agents: whose value each row is.
+        tokens: each row's text, tokenised (what the LoRA critic reads each epoch).
+        features: the frozen critic's features, computed once; None for the LoRA critic.
     """
-    inner = model.get_base_model() if isinstance(model, PeftModel) else model
-    body: nn.Module = getattr(inner, "base_model", inner)  # the transformer without LM head
-    device = next(model.parameters()).device
-    ids = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    out = torch.zeros((len(texts), hidden_size(model)), dtype=torch.float32)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    with adapter_scope(model, None):
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            width = max(len(ids[r]) for r in rows)
-            batch = torch.full((len(rows), width), int(pad), dtype=torch.long)
-            mask = torch.zeros((len(rows), width), dtype=torch.long)
-            for k, r in enumerate(rows):
-                batch[k, : len(ids[r])] = torch.tensor(ids[r])
-                mask[k, : len(ids[r])] = 1
-            hidden = body(input_ids=batch.to(device), attention_mask=mask.to(device),
-                          use_cache=False).last_hidden_state.float()
-            out[rows] = _pool(hidden, mask.to(device), pooling).cpu()
-    return out
+
+    agents: list[str]
+    tokens: list[list[int]]
+    features: torch.Tensor | None
 
 
-def _pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: Pooling) -> torch.Tensor:
-    if pooling == "last":
-        last = mask.sum(dim=-1) - 1
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-    weights = mask.to(hidden.dtype).unsqueeze(-1)
-    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+def critic_names(agents: Sequence[str], sharing: Literal["shared", "per_agent"]
+                 ) -> dict[str, str]:
+    """agent -> the critic that values it: one for all, or one each (by sorted name)."""
+    if sharing == "shared":
+        return dict.fromkeys(agents, CRITIC_ADAPTER)
+    return {agent: f"{CRITIC_ADAPTER}_{i}" for i, agent in enumerate(sorted(agents))}
 
 
-class CentralCritic(nn.Module):
-    """Value head over frozen text features; `kind` picks the central or independent view.
+def _value_head(width: int, hidden: int) -> nn.Module:
+    # LayerNorm first: hidden-state scales differ wildly between models.
+    return nn.Sequential(nn.LayerNorm(width), nn.Linear(width, hidden), nn.Tanh(),
+                         nn.Linear(hidden, 1))
+
+
+class Critic(nn.Module):
+    """Value heads (one per critic name) over the model's reading of the critic's text.
+
+    The model is not a submodule: the critic's `state_dict` holds its heads only (its
+    LoRA adapters, if any, are saved with the model's).
 
     Args:
-        width: feature width (the base model's hidden size).
-        hidden: width of the head's hidden layer.
-        kind: central or independent.
-        pooling: how hidden states become one feature vector.
+        width: the model's hidden size.
+        config: `critic` (central or independent), `critic_model`, `critic_sharing`,
+            `critic_hidden`, `critic_pooling` (frozen critic only).
+        agents: every agent that gets values.
+        pad: the tokenizer's padding id.
     """
 
-    def __init__(self, width: int, hidden: int, kind: CriticKind = "central",
-                 pooling: Pooling = "mean") -> None:
+    def __init__(self, width: int, config: PPOConfig, agents: Sequence[str], pad: int = 0
+                 ) -> None:
         super().__init__()
-        if kind == "none":
+        if config.critic == "none":
             raise ValueError("critic 'none' has no value head")
-        self.kind: CriticKind = kind
-        self.pooling: Pooling = pooling
-        # LayerNorm first: hidden-state scales differ wildly between models.
-        self.head = nn.Sequential(
-            nn.LayerNorm(width), nn.Linear(width, hidden), nn.Tanh(), nn.Linear(hidden, 1)
-        )
+        self.kind: CriticKind = config.critic
+        self.learns_features = config.critic_model == "lora"
+        self.pooling: Pooling = "last" if self.learns_features else config.critic_pooling
+        self.names = critic_names(agents, config.critic_sharing)
+        self.heads = nn.ModuleDict({name: _value_head(width, config.critic_hidden)
+                                    for name in sorted(set(self.names.values()))})
         self.normaliser = ValueNormaliser()
+        self._pad = pad
+
+    @property
+    def adapters(self) -> list[str]:
+        """The LoRA adapters this critic trains (none for the frozen critic)."""
+        return list(self.heads) if self.learns_features else []
 
     def texts(self, trajectories: Trajectories) -> list[str]:
-        """The critic's input texts: two rows per agent-step (speak, then act), in
-        `trajectories.steps` order (`value_row` maps a decision to its row)."""
+        """The critic's input texts, two rows per agent-step (speak, then act)."""
         return [critic_text(trajectories, step, self.kind, phase)
                 for step in trajectories.steps for phase in PHASES]
 
-    def features(
-        self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, trajectories: Trajectories
-    ) -> torch.Tensor:
-        """Features of every row of `texts`: computed once per rollout, no gradient.
+    def prepare(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase,
+                trajectories: Trajectories) -> CriticRows:
+        """Read a rollout once: tokens, and for the frozen critic its features.
 
-        Identical texts (a step without messages reads the same at both phases) are
+        Identical texts (a step without messages reads alike at both phases) are
         encoded once.
         """
         texts = self.texts(trajectories)
+        agents = [step.agent for step in trajectories.steps for _ in PHASES]
+        if self.learns_features:
+            return CriticRows(agents, tokenise(tokenizer, texts), None)
         unique = list(dict.fromkeys(texts))
         encoded = text_features(model, tokenizer, unique, self.pooling)
         where = {text: row for row, text in enumerate(unique)}
-        return encoded[torch.tensor([where[text] for text in texts], dtype=torch.long)]
+        features = encoded[torch.tensor([where[t] for t in texts], dtype=torch.long)]
+        return CriticRows(agents, [], features)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Normalised values, shape (rows,)."""
-        values: torch.Tensor = self.head(features).squeeze(-1)
+    def forward(self, model: nn.Module, rows: CriticRows, index: torch.Tensor) -> torch.Tensor:
+        """Normalised values of rows `index`, shape (len(index),); gradients reach only the
+        heads and the critic's own adapters."""
+        values = torch.zeros(len(index))
+        for name, positions in self._by_critic(rows, index).items():
+            chosen = index[positions]
+            if rows.features is not None:
+                features = rows.features[chosen]
+            else:
+                features = hidden_states(model, [rows.tokens[i] for i in chosen.tolist()],
+                                         "last", name, pad=self._pad)
+            values[positions] = self.heads[name](features).squeeze(-1)
         return values
 
     @torch.no_grad()
-    def values(self, features: torch.Tensor) -> torch.Tensor:
-        """Values in reward units (denormalised), no gradient."""
-        return self.normaliser.denormalise(self.forward(features))
+    def values(self, model: nn.Module, rows: CriticRows) -> torch.Tensor:
+        """Values of every row in reward units (denormalised), no gradient."""
+        every = torch.arange(len(rows.agents))
+        return self.normaliser.denormalise(self.forward(model, rows, every))
+
+    def _by_critic(self, rows: CriticRows, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Positions in `index` of the rows each critic values."""
+        groups: dict[str, list[int]] = {}
+        for position, row in enumerate(index.tolist()):
+            groups.setdefault(self.names[rows.agents[row]], []).append(position)
+        return {name: torch.tensor(positions) for name, positions in groups.items()}

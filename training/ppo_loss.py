@@ -99,7 +99,8 @@ def ppo_loss(
         clipfrac = masked_mean(((ratio - 1.0).abs() > config.clip_coef).to(ratio.dtype), mask)
 
     zero = new_logprobs.new_zeros(())
-    value = _value_loss(new_values, old_values, returns, config, value_mask, zero)
+    value = zero if new_values is None else value_loss(new_values, old_values, returns, config,
+                                                       value_mask)
     entropy_mean = zero if entropy is None else masked_mean(entropy, mask)
     kl = zero if ref_logprobs is None else masked_mean(k3_kl(new_logprobs, ref_logprobs), mask)
 
@@ -161,16 +162,10 @@ def normalise_advantages(advantages: Tensor, mask: Tensor | None = None) -> Tens
     return centred / (var.sqrt() + 1e-8)
 
 
-def _value_loss(
-    new_values: Tensor | None,
-    old_values: Tensor | None,
-    returns: Tensor | None,
-    config: PPOConfig,
-    value_mask: Tensor | None,
-    zero: Tensor,
-) -> Tensor:
-    if new_values is None:
-        return zero
+def value_loss(new_values: Tensor, old_values: Tensor | None, returns: Tensor | None,
+               config: PPOConfig, value_mask: Tensor | None = None) -> Tensor:
+    """0.5 * squared error of the values, clipped around `old_values` when
+    `config.clip_value` (CleanRL's `clip_vloss`)."""
     if returns is None:
         raise ValueError("returns are needed with new_values")
     returns = returns.detach()

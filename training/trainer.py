@@ -5,14 +5,14 @@ One iteration:
 1. Roll out `episodes_per_iteration` episodes with the current LoRA adapters
    (each learning agent plays its own adapter, or all share one).
 2. Assemble trajectories from the envelopes: agent-steps, joint steps, decisions.
-3. Critic: features of every agent-step's text from the frozen base model
-   (once), values from the value head.
+3. Critic: reads every agent-step's text at both decision points (speak, act)
+   and gives each a value (its own LoRA adapter and value head; see critic.py).
 4. GAE per agent stream; each decision gets the advantage of its agent-step.
 5. Old log-probs (the sampled distribution) and reference log-probs (adapters
    off), without gradients.
 6. PPO epochs over minibatches: new log-probs with gradients under each
-   decision's adapter, `ppo_loss`, one backward, clipped steps of the actor
-   (LoRA) and critic (value head) optimisers.
+   decision's adapter, the policy loss and a clipped step of the actors' adapters;
+   the value loss and a clipped step of the critic.
 7. Metrics, checkpoint.
 
 Steps 3-5 are `update.prepare_batch`, step 6 `update.ppo_update`. With
@@ -47,8 +47,9 @@ from agents.llm.loading import load_model
 from runtime.play import agent_seed
 from training.checkpoint import ADAPTERS, latest_checkpoint, restore_checkpoint, save_checkpoint
 from training.config import PPOConfig
-from training.critic import CentralCritic, hidden_size
+from training.critic import Critic
 from training.gae import explained_variance
+from training.hidden import hidden_size
 from training.metrics import MetricsWriter
 from training.rollout import Rollout, collect_rollout
 from training.train_scenario import TrainScenario
@@ -165,7 +166,7 @@ def train(scenario: TrainScenario, out: Path, iterations: int | None = None,
             log.info("iteration_done", iteration=iteration, **{k: round(v, 4) for k, v in
                                                               metrics.items()})
             advance(metrics)
-    return _save_final(model, out)
+    return _save_final(model, learners.actors, out)
 
 
 @dataclass(frozen=True)
@@ -174,32 +175,40 @@ class Learners:
 
     engine: InferenceEngine
     model: PeftModel
-    critic: CentralCritic | None
+    critic: Critic | None
     optimisers: dict[str, torch.optim.Optimizer]
+    actors: list[str]
 
 
 def build_learners(scenario: TrainScenario, adapters: list[str],
                    checkpoint: Path | None = None) -> Learners:
-    """A fresh engine whose model carries `adapters` (fresh, or a checkpoint's), the critic
-    (None for `critic: none`) and Adam optimisers: `actor` over the LoRA parameters,
-    `critic` over the value head. Deterministic in `scenario.training.seed`."""
+    """A fresh engine whose model carries the actors' `adapters` and the critic's (fresh,
+    or a checkpoint's), the critic (None for `critic: none`) and Adam optimisers: `actor`
+    over the actors' LoRA parameters, `critic` over the critic's heads and adapters.
+    Deterministic in `scenario.training.seed`."""
     config = scenario.training
     engine = InferenceEngine(*load_model(scenario.model), seed=config.seed)
-    model = _with_adapters(engine, adapters, config, checkpoint)
     torch.manual_seed(config.seed)
-    critic = (CentralCritic(hidden_size(model), config.critic_hidden, config.critic,
-                            config.critic_pooling) if config.uses_critic else None)
+    critic = None
+    if config.uses_critic:
+        pad = engine.tokenizer.pad_token_id
+        critic = Critic(hidden_size(engine.model), config, list(scenario.agents),
+                        int(pad) if pad is not None else 0)
+    critic_adapters = critic.adapters if critic is not None else []
+    model = _with_adapters(engine, adapters, critic_adapters, config, checkpoint)
     optimisers: dict[str, torch.optim.Optimizer] = {
-        "actor": torch.optim.Adam(_trainable(model), lr=config.actor_lr, eps=1e-5)}
+        "actor": torch.optim.Adam(_adapter_params(model, adapters), lr=config.actor_lr,
+                                  eps=1e-5)}
     if critic is not None:
-        optimisers["critic"] = torch.optim.Adam(critic.parameters(), lr=config.critic_lr,
-                                                eps=1e-5)
-    return Learners(engine, model, critic, optimisers)
+        params = [*critic.parameters(), *_adapter_params(model, critic_adapters)]
+        optimisers["critic"] = torch.optim.Adam(params, lr=config.critic_lr, eps=1e-5)
+    return Learners(engine, model, critic, optimisers, adapters)
 
 
-def _with_adapters(engine: InferenceEngine, names: list[str], config: PPOConfig,
-                   checkpoint: Path | None) -> PeftModel:
+def _with_adapters(engine: InferenceEngine, actors: list[str], critics: list[str],
+                   config: PPOConfig, checkpoint: Path | None) -> PeftModel:
     """Attach fresh adapters (or a checkpoint's) to the engine's model, all trainable."""
+    names = [*actors, *critics]
     torch.manual_seed(config.seed)  # LoRA A's initialisation
     if checkpoint is None:
         model = attach_adapters(engine.model, names, rank=config.lora_rank,
@@ -213,9 +222,13 @@ def _with_adapters(engine: InferenceEngine, names: list[str], config: PPOConfig,
     return model
 
 
-def _trainable(model: torch.nn.Module) -> list[torch.nn.Parameter]:
-    """The LoRA parameters, in name order (the same order fresh or loaded from disk)."""
-    return [p for _, p in sorted(model.named_parameters()) if p.requires_grad]
+def _adapter_params(model: torch.nn.Module, adapters: list[str]) -> list[torch.nn.Parameter]:
+    """The LoRA parameters of `adapters`, in name order (the same fresh or loaded from disk).
+
+    peft names them `...lora_A.<adapter>.weight`."""
+    wanted = {f".{name}." for name in adapters}
+    return [param for name, param in sorted(model.named_parameters())
+            if param.requires_grad and any(part in name for part in wanted)]
 
 
 async def _collect(scenario: TrainScenario, engine: InferenceEngine, config: PPOConfig,
@@ -245,9 +258,16 @@ def iteration_metrics(rollout: Rollout, trajectories: Trajectories, batch: Batch
         "episodes_per_s": len(episodes) / rollout.wall_s if rollout.wall_s > 0 else math.nan,
         "rollout_s": rollout.wall_s,
         "decisions": float(len(batch.decisions)),
-        "explained_variance": explained_variance(batch.returns, batch.values),
         "logprob_drift": float(drift.mean()) if len(drift) else 0.0,
+        "advantage_var": float(batch.advantages.var()) if len(batch.advantages) > 1 else 0.0,
     }
+    if batch.rows is not None:  # rows alternate: speak, act
+        metrics |= {
+            "explained_variance": explained_variance(batch.returns, batch.values),
+            "explained_variance_speak": explained_variance(batch.returns[0::2],
+                                                           batch.values[0::2]),
+            "explained_variance_act": explained_variance(batch.returns[1::2],
+                                                         batch.values[1::2])}
     # Without a reference pass (kl_coef 0) there is no KL to report.
     skip = {"total"} | ({"kl"} if batch.ref_logprobs is None else set())
     return metrics | {k: v for k, v in losses.items() if k not in skip}
@@ -281,13 +301,14 @@ def _write_scenario(out: Path, scenario: TrainScenario) -> None:
     (out / "scenario.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
 
 
-def _save_final(model: PeftModel, out: Path) -> Path:
-    """OUT/adapters, replaced atomically (written aside, then renamed)."""
+def _save_final(model: PeftModel, actors: list[str], out: Path) -> Path:
+    """OUT/adapters (the actors', not the critic's), replaced atomically (written aside,
+    then renamed)."""
     final = out / ADAPTERS
     temporary = out / f".tmp_{ADAPTERS}"
     if temporary.exists():
         shutil.rmtree(temporary)
-    save_adapters(model, temporary)
+    save_adapters(model, temporary, actors)
     if final.exists():
         shutil.rmtree(final)
     os.replace(temporary, final)

@@ -1,13 +1,17 @@
 """The PPO update of one iteration: values and advantages, then epochs over minibatches.
 
-`prepare_batch` runs once per rollout (critic features and values, GAE, old and
-reference log-probs, no gradients); `ppo_update` runs the epochs: per minibatch,
-new log-probs with gradients under each decision's adapter, `ppo_loss`, one
-backward, then a clipped step of each optimiser (actor: LoRA; critic: value head).
+`prepare_batch` runs once per rollout (the critic's reading and values, GAE, old and
+reference log-probs, no gradients); `ppo_update` runs the epochs: per minibatch, new
+log-probs with gradients under each decision's adapter and the policy loss, a clipped
+step of the actors' adapters; then the critic's new values and the value loss, a
+clipped step of the critic (its heads, and its own adapters for the LoRA critic). The
+two losses share no parameter, so two backward passes are one joint loss's, and the
+critic's cost can be timed on its own (`critic_s`).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -16,9 +20,9 @@ from transformers import PreTrainedTokenizerBase
 
 from agents.llm.policy import Score
 from training.config import PPOConfig
-from training.critic import CentralCritic, value_row
+from training.critic import Critic, CriticRows, value_row
 from training.gae import compute_gae
-from training.ppo_loss import ppo_loss
+from training.ppo_loss import ppo_loss, value_loss
 from training.trajectory import Decision, Trajectories, score_batch
 
 
@@ -28,33 +32,37 @@ class Batch:
 
     Policy side, one entry per decision: `decisions`, `advantages`,
     `old_logprobs`, `ref_logprobs` (None when `kl_coef` is 0: no KL, no
-    reference pass). Value side, one row per agent-step: `features`,
-    `old_values` (the head's outputs at rollout) and `targets` (normalised
-    returns), all None without a critic; `values` and `returns` in reward units.
+    reference pass). Value side, two rows per agent-step (speak, act): `rows` (what the
+    critic reads), `old_values` (its outputs at rollout) and `targets` (normalised
+    returns), all None without a critic; `values` and `returns` in reward units, and
+    `critic_s`, the time the critic took to read the rollout and value it.
     """
 
     decisions: list[Decision]
     advantages: Tensor
     old_logprobs: Tensor
     ref_logprobs: Tensor | None
-    features: Tensor | None
+    rows: CriticRows | None
     old_values: Tensor | None
     targets: Tensor | None
     values: Tensor
     returns: Tensor
+    critic_s: float = 0.0
 
 
 def prepare_batch(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
-                  critic: CentralCritic | None, trajectories: Trajectories,
+                  critic: Critic | None, trajectories: Trajectories,
                   decisions: list[Decision], config: PPOConfig) -> Batch:
-    """Steps 3-5: critic features and values, GAE, old and reference log-probs."""
-    features = old_values = targets = None
+    """Steps 3-5: the critic's values, GAE, old and reference log-probs."""
+    rows = old_values = targets = None
     values = torch.zeros(2 * len(trajectories.steps))
+    began = time.perf_counter()
     if critic is not None:
-        features = critic.features(model, tokenizer, trajectories)
-        with torch.no_grad():
-            old_values = critic(features)  # the head's own (normalised) outputs, for clipping
+        rows = critic.prepare(model, tokenizer, trajectories)
+        with torch.no_grad():  # the head's own (normalised) outputs, for clipping
+            old_values = critic(model, rows, torch.arange(len(rows.agents)))
         values = critic.normaliser.denormalise(old_values)
+    critic_s = time.perf_counter() - began
     advantages, returns = _gae(trajectories, values, config)
     if critic is not None:
         critic.normaliser.update(returns)
@@ -69,7 +77,7 @@ def prepare_batch(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
                if config.kl_coef > 0 else None)
     index = torch.tensor([value_row(d.step, d.kind) for d in decisions], dtype=torch.long)
     return Batch(decisions, advantages[index], _stack(old), None if ref is None else _stack(ref),
-                 features, old_values, targets, values, returns)
+                 rows, old_values, targets, values, returns, critic_s)
 
 
 def score_all(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
@@ -121,37 +129,46 @@ def _gae(trajectories: Trajectories, values: Tensor, config: PPOConfig) -> tuple
 
 
 def ppo_update(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
-               critic: CentralCritic | None, optimisers: dict[str, torch.optim.Optimizer],
+               critic: Critic | None, optimisers: dict[str, torch.optim.Optimizer],
                batch: Batch, config: PPOConfig, generator: torch.Generator) -> dict[str, float]:
-    """Step 6: PPO epochs over minibatches; returns the mean of each loss part."""
+    """Step 6: PPO epochs over minibatches; the mean of each loss part, and `critic_s`
+    (the critic's share of the update's time, plus its reading of the rollout)."""
     n, m = len(batch.decisions), len(batch.returns)
     chunks = max(1, min(config.minibatches, n if n else m))
     sums: dict[str, float] = {}
-    count = 0
+    count, critic_s = 0, batch.critic_s
     for _ in range(config.epochs):
         decision_order = torch.randperm(n, generator=generator)
         step_order = torch.randperm(m, generator=generator)
         for d_idx, s_idx in zip(decision_order.tensor_split(chunks),
                                 step_order.tensor_split(chunks), strict=True):
-            parts = _minibatch_loss(model, tokenizer, critic, batch, d_idx, s_idx, config)
-            for optimiser in optimisers.values():
-                optimiser.zero_grad(set_to_none=True)
-            if parts["total"].requires_grad:
-                parts["total"].backward()  # type: ignore[no-untyped-call]
-                for optimiser in optimisers.values():
-                    params = [p for group in optimiser.param_groups for p in group["params"]]
-                    torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-                    optimiser.step()
+            parts = _policy_loss(model, tokenizer, batch, d_idx, config)
+            _step(optimisers["actor"], parts["total"], config)
+            began = time.perf_counter()
+            if critic is not None:
+                parts["value_loss"] = _value_loss(model, critic, batch, s_idx, config)
+                _step(optimisers["critic"], config.value_coef * parts["value_loss"], config)
+            critic_s += time.perf_counter() - began
             for key, value in parts.items():
                 sums[key] = sums.get(key, 0.0) + float(value.detach())
             count += 1
-    return {key: total / count for key, total in sums.items()}
+    return {key: total / count for key, total in sums.items()} | {"critic_s": critic_s}
 
 
-def _minibatch_loss(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
-                    critic: CentralCritic | None, batch: Batch, d_idx: Tensor, s_idx: Tensor,
-                    config: PPOConfig) -> dict[str, Tensor]:
-    """The loss of one minibatch: decisions `d_idx`, agent-steps `s_idx`."""
+def _step(optimiser: torch.optim.Optimizer, loss: Tensor, config: PPOConfig) -> None:
+    """One clipped optimiser step on `loss` (nothing when it has no gradient)."""
+    optimiser.zero_grad(set_to_none=True)
+    if not loss.requires_grad:
+        return
+    loss.backward()  # type: ignore[no-untyped-call]
+    params = [p for group in optimiser.param_groups for p in group["params"]]
+    torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+    optimiser.step()
+
+
+def _policy_loss(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, batch: Batch,
+                 d_idx: Tensor, config: PPOConfig) -> dict[str, Tensor]:
+    """The policy's loss on decisions `d_idx`: surrogate, entropy bonus, KL penalty."""
     if len(d_idx):
         scored = score_all(model, tokenizer, [batch.decisions[i] for i in d_idx.tolist()])
         new_logprobs = torch.stack([lp for lp, _ in scored]).cpu()
@@ -161,13 +178,15 @@ def _minibatch_loss(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
     else:  # no decision to learn from: the policy terms are zero, the critic still learns
         new_logprobs = entropy = old = adv = torch.zeros(1, dtype=torch.float64)
         ref = None
-    new_values = old_values = targets = None
-    if critic is not None:
-        assert batch.features is not None and batch.old_values is not None
-        new_values = critic(batch.features[s_idx])
-        old_values = batch.old_values[s_idx]
-        targets = batch.targets[s_idx] if batch.targets is not None else None
-    out = ppo_loss(new_logprobs, old, adv, new_values, old_values, targets, entropy, ref, config)
-    return {"total": out.total, "policy_loss": out.policy, "value_loss": out.value,
-            "entropy": out.entropy, "kl": out.kl, "approx_kl": out.approx_kl,
-            "clipfrac": out.clipfrac}
+    out = ppo_loss(new_logprobs, old, adv, None, None, None, entropy, ref, config)
+    return {"total": out.total, "policy_loss": out.policy, "entropy": out.entropy,
+            "kl": out.kl, "approx_kl": out.approx_kl, "clipfrac": out.clipfrac}
+
+
+def _value_loss(model: torch.nn.Module, critic: Critic, batch: Batch, s_idx: Tensor,
+                config: PPOConfig) -> Tensor:
+    """The critic's loss on value rows `s_idx` (clipped around the rollout's values)."""
+    assert batch.rows is not None and batch.old_values is not None
+    assert batch.targets is not None
+    new_values = critic(model, batch.rows, s_idx)
+    return value_loss(new_values, batch.old_values[s_idx], batch.targets[s_idx], config)

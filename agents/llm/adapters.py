@@ -86,11 +86,13 @@ def enable_adapter_grads(model: PeftModel, names: Sequence[str]) -> None:
     model.set_requires_grad(list(names), requires_grad=True)
 
 
-def save_adapters(model: PeftModel, directory: str | Path) -> list[str]:
-    """Save every adapter of `model` to `<directory>/<name>/`; returns the names saved."""
+def save_adapters(model: PeftModel, directory: str | Path,
+                  names: Sequence[str] | None = None) -> list[str]:
+    """Save `names` (default: every adapter of `model`) to `<directory>/<name>/`; returns
+    the names saved."""
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
-    names = list(model.peft_config)
+    names = list(model.peft_config) if names is None else list(names)
     for name in names:
         # peft writes a non-"default" adapter to <dir>/<name> and "default" to <dir>
         # itself; aim "default" at its own subfolder so the layout stays uniform.

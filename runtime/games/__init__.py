@@ -16,12 +16,14 @@ from pettingzoo import ParallelEnv
 from runtime.games.matrix import PRESETS, MatrixGame, MatrixOptions
 from runtime.games.negotiation import NegotiationGame, NegotiationOptions
 from runtime.games.referential import ReferentialGame, ReferentialOptions
+from runtime.games.split_target import SplitTargetGame, SplitTargetOptions
 from runtime.games.text import GameOptions, TextGame
 
 GAMES: dict[str, Callable[..., ParallelEnv]] = {
     "referential": ReferentialGame,
     "matrix": MatrixGame,
     "negotiation": NegotiationGame,
+    "split_target": SplitTargetGame,
 }
 
 
@@ -46,6 +48,8 @@ __all__ = [
     "NegotiationOptions",
     "ReferentialGame",
     "ReferentialOptions",
+    "SplitTargetGame",
+    "SplitTargetOptions",
     "TextGame",
     "make_game",
 ]

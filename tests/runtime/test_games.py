@@ -28,6 +28,8 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("matrix", {"actions": ["a", "b"], "payoff": [[[1, 1], [0, 2]], [[2, 0], [0, 0]]]}),
     ("negotiation", {}),
     ("negotiation", {"items": ["book", "hat"], "max_count": 4, "max_turns": 2, "first": "agent_1"}),
+    ("split_target", {}),
+    ("split_target", {"grid": 3, "rounds": 5}),
 ]
 
 
@@ -84,7 +86,7 @@ def test_action_names_match_spaces(name: str, options: dict[str, Any]) -> None:
 
 
 def test_registry_names_and_unknown_game() -> None:
-    assert set(GAMES) == {"referential", "matrix", "negotiation"}
+    assert set(GAMES) == {"referential", "matrix", "negotiation", "split_target"}
     assert all(isinstance(make_game(name), TextGame) for name in GAMES)
     with pytest.raises(ValueError, match="unknown game"):
         make_game("chess")

@@ -19,11 +19,11 @@ from structlog.testing import capture_logs
 from agents.base import AgentContext
 from agents.scripted import ScriptedAgent
 from protocols import Control, Envelope, SchemaRegistry, seal
-from runtime import mqtt_filters, mqtt_outbox
+from runtime import mqtt_bus, mqtt_filters, mqtt_outbox
 from runtime.aio import tolerate_closed_socket_races
 from runtime.bench_bus import bench_bus, render_bench
 from runtime.host import AgentHost
-from runtime.mosquitto import MOSQUITTO_PUB, MosquittoFactory, free_port
+from runtime.mosquitto import MOSQUITTO_PUB, Mosquitto, MosquittoFactory, free_port
 from runtime.mqtt_address import BrokerAddress, BusConnectionError
 from runtime.mqtt_bus import ConnectionState, MqttBus
 from tests.runtime.conftest import Note
@@ -95,12 +95,12 @@ async def test_what_the_broker_acknowledged_lately_is_sent_again_after_a_restart
     """A crashed broker loses what it acknowledged but had not delivered; here the broker
     (no persistence) acknowledges notes nobody reads yet. Those acknowledged in the last
     RESEND_S are resent after the restart, the older one is not, none arrives twice."""
-    monkeypatch.setattr(mqtt_outbox, "RESEND_S", 0.5)
+    monkeypatch.setattr(mqtt_outbox, "RESEND_S", 1.5)  # ample for the restart, if busy
     broker = mosquitto_factory()
     run = new_run()
     async with MqttBus(run, broker.url, registry) as alice:
         await alice.publish(note(run, "a", "b", 0))
-        await asyncio.sleep(0.7)  # acknowledged long enough ago
+        await asyncio.sleep(2.0)  # acknowledged long enough ago
         for seq in (1, 2):
             await alice.publish(note(run, "a", "b", seq))
         while alice._outbox:  # all three acknowledged, dropped unread by the broker
@@ -184,11 +184,28 @@ async def test_wrong_password_is_a_clear_error(mosquitto_factory: MosquittoFacto
 
 
 @pytest.mark.mqtt
-async def test_no_broker_is_a_clear_error() -> None:
+async def test_no_broker_is_a_clear_error_after_a_short_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(mqtt_bus, "FIRST_CONNECT_S", 0.3)
     url = f"mqtt://127.0.0.1:{free_port()}"
     with pytest.raises(BusConnectionError, match=f"cannot connect to {url}: .*refused"):
         async with MqttBus("r", url):
             pass
+
+
+@pytest.mark.mqtt
+async def test_a_broker_that_starts_late_is_waited_for(registry: SchemaRegistry) -> None:
+    """A broker (re)starting as a process connects for the first time: it waits."""
+    with Mosquitto() as broker:
+        broker.stop()
+        run = new_run()
+        starting = asyncio.get_running_loop().call_later(
+            0.5, lambda: asyncio.ensure_future(asyncio.to_thread(broker.start)))
+        async with MqttBus(run, broker.url, registry) as bus, bus.subscribe("b") as inbox:
+            await bus.publish(note(run, "a", "b"))
+            assert (await receive(inbox)).sender == "a"
+        starting.cancel()
 
 
 @pytest.mark.mqtt

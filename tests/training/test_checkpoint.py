@@ -19,28 +19,35 @@ from training.checkpoint import (
     restore_checkpoint,
     save_checkpoint,
 )
-from training.critic import CentralCritic
+from training.config import PPOConfig
+from training.critic import Critic, CriticRows
 
 
 def _lora(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
 
 
-def _learners(tiny_model_dir: Path) -> tuple[PeftModel, CentralCritic,
+def _critic() -> Critic:
+    return Critic(64, PPOConfig(critic_model="frozen", critic_hidden=8), ["a"])
+
+
+def _learners(tiny_model_dir: Path) -> tuple[PeftModel, Critic,
                                               dict[str, torch.optim.Optimizer]]:
     model, _ = load_model(ModelConfig(name=str(tiny_model_dir), device="cpu"))
     peft = attach_adapters(model, ["listener", "speaker"], rank=2)
-    critic = CentralCritic(width=64, hidden=8)
+    critic = _critic()
     lora = [p for _, p in sorted(peft.named_parameters()) if p.requires_grad]
     return peft, critic, {"actor": torch.optim.Adam(lora, lr=1e-3),
                           "critic": torch.optim.Adam(critic.parameters(), lr=1e-3)}
 
 
-def _step(critic: CentralCritic, optimisers: dict[str, torch.optim.Optimizer]) -> None:
+def _step(critic: Critic, optimisers: dict[str, torch.optim.Optimizer]) -> None:
     """One optimiser step of every parameter, so that Adam has state to save."""
     for optimiser in optimisers.values():
         params = [p for group in optimiser.param_groups for p in group["params"]]
-        loss = sum(p.square().sum() for p in params) + critic(torch.ones(1, 64)).sum()
+        rows = CriticRows(["a"], [], torch.ones(1, 64))  # a frozen critic reads no model
+        values = critic(torch.nn.Identity(), rows, torch.arange(1))
+        loss = sum(p.square().sum() for p in params) + values.sum()
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -60,7 +67,7 @@ def test_round_trip_restores_everything(tiny_model_dir: Path, tmp_path: Path) ->
     assert all(torch.equal(a, b) for a, b in zip(_lora(peft).values(), _lora(loaded).values(),
                                                   strict=True))
     assert sorted(_lora(peft)) == sorted(_lora(loaded))
-    fresh_critic = CentralCritic(width=64, hidden=8)
+    fresh_critic = _critic()
     fresh_optimisers: dict[str, torch.optim.Optimizer] = {
         "actor": torch.optim.Adam(
             [p for _, p in sorted(loaded.named_parameters()) if p.requires_grad], lr=1e-3),

@@ -66,7 +66,7 @@ training:
   lora_alpha: 4
 """
 TIMING = {"wall_s", "rollout_s", "prepare_s", "update_s", "episodes_per_s",
-          "update_tokens_per_s"}
+          "update_tokens_per_s", "critic_s"}
 
 
 
@@ -101,7 +101,7 @@ def test_one_update_trains_every_adapter_and_the_critic_and_nothing_else(
                           scenario.training)
     # Two value rows per agent-step; a message is judged against the speak-phase value
     # (which has not seen it), an action against the act-phase one (gamma = lambda = 1).
-    assert batch.features is not None and len(batch.features) == 2 * len(trajectories.steps)
+    assert batch.rows is not None and len(batch.rows.agents) == 2 * len(trajectories.steps)
     for decision, advantage in zip(batch.decisions, batch.advantages, strict=True):
         row = 2 * decision.step + (decision.kind == "action")
         expected = batch.returns[row] - batch.values[row]
@@ -113,7 +113,7 @@ def test_one_update_trains_every_adapter_and_the_critic_and_nothing_else(
     changed = {n for n, p in after.items() if not torch.equal(p.detach(), before[n])}
     assert changed, "nothing learned"
     assert all("lora_" in n for n in changed), "a base weight moved"
-    for adapter in ("speaker", "listener"):
+    for adapter in ("speaker", "listener", "critic"):
         assert any(f".{adapter}." in n for n in changed), f"adapter {adapter} never learned"
     assert any(not torch.equal(a, b) for a, b in zip(critic.parameters(), critic_before,
                                                       strict=True))
@@ -149,7 +149,7 @@ def test_shared_policy_trains_one_adapter_that_the_run_can_play(
     played = load_scenario(out / "scenario.yaml")
     assert {a.options["adapter"] for a in played.agents.values()} == {"shared"}
     (row,) = read_metrics(out)
-    assert row["value_loss"] == 0.0 and "kl" in row
+    assert "value_loss" not in row and "explained_variance" not in row and "kl" in row
     state = torch.load(out / "checkpoints" / "iter_0001" / "state.pt", weights_only=True)
     assert "critic" not in state and state["iteration"] == 1
 
@@ -215,8 +215,13 @@ def test_bench_measures_ppo_against_the_bare_loop(tmp_path: Path, tiny_model_dir
     result = bench_train(path, episodes=2, epochs=1, repeats=1)
     assert result["decisions"] >= 2 and result["tokens"] > 0
     assert result["ppo_tokens_per_s"] > 0 and result["bare_tokens_per_s"] > 0
-    assert result["ratio"] == pytest.approx(result["bare_s"] / result["ppo_update_s"], rel=0.05)
-    assert "of bare" in render_train_bench(result)
+    assert 0 < result["critic_s"] < result["ppo_update_s"]
+    policy_s = result["ppo_update_s"] - result["critic_s"]
+    assert result["ratio"] == pytest.approx(result["bare_s"] / policy_s, rel=0.05)
+    assert result["ratio_with_critic"] == pytest.approx(
+        result["bare_s"] / result["ppo_update_s"], rel=0.05)
+    text = render_train_bench(result)
+    assert "of bare" in text and "critic: central (lora)" in text
 
 
 def test_an_update_moves_log_probs_the_way_of_the_advantage(
