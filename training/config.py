@@ -122,12 +122,13 @@ class PPOConfig(BaseModel):
         "the first epoch, so float noise of batched, padded sampling does not show up as "
         "a ratio != 1; costs one forward pass per decision without gradients.",
     )
-    critic_model: Literal["lora", "frozen"] = Field(
-        default="lora",
-        description="lora: the critic's own LoRA adapter on the base model (rank, alpha, "
-        "targets and layers as the actors') with a value head on the last token, trained by "
-        "the value loss alone; frozen: a value head on the base model's pooled hidden "
-        "states, computed once per rollout (cheap; its features cannot learn).",
+    critic_model: Literal["frozen", "lora"] = Field(
+        default="frozen",
+        description="frozen: a value head on the base model's pooled hidden states, computed "
+        "once per rollout (cheap; its features cannot learn); lora: the critic's own LoRA "
+        "adapter on the base model (rank, alpha, targets and layers as the actors') with a "
+        "value head on the last token, trained by the value loss alone (about doubles an "
+        "iteration's time on a CPU; see the README for what it measured).",
     )
     critic_sharing: Literal["shared", "per_agent"] = Field(
         default="shared",

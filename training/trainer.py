@@ -25,10 +25,8 @@ torch's thread count for the whole process.
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import shutil
-import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -48,13 +46,12 @@ from runtime.play import agent_seed
 from training.checkpoint import ADAPTERS, latest_checkpoint, restore_checkpoint, save_checkpoint
 from training.config import PPOConfig
 from training.critic import Critic
-from training.gae import explained_variance
 from training.hidden import hidden_size
-from training.metrics import MetricsWriter
+from training.metrics import MetricsWriter, iteration_metrics
 from training.rollout import Rollout, collect_rollout
 from training.train_scenario import TrainScenario
-from training.trajectory import Trajectories, assemble
-from training.update import Batch, ppo_update, prepare_batch
+from training.trajectory import assemble
+from training.update import ppo_update, prepare_batch
 
 log = structlog.get_logger()
 
@@ -238,39 +235,6 @@ async def _collect(scenario: TrainScenario, engine: InferenceEngine, config: PPO
                                      iteration_seed(config.seed, iteration), config.concurrency)
     finally:
         await engine.aclose()
-
-
-def iteration_metrics(rollout: Rollout, trajectories: Trajectories, batch: Batch,
-                      losses: dict[str, float]) -> dict[str, float]:
-    """What the iteration came to: outcomes, losses, message validity, speed."""
-    episodes = trajectories.episodes
-    successes = [float(e.success) for e in episodes if e.success is not None]
-    messages = rollout.valid + rollout.rejected
-    # How far the update's recomputed log-probs are from the sampler's (0 unless recomputed).
-    drift = (batch.old_logprobs - torch.tensor([d.rollout_logprob for d in batch.decisions],
-                                               dtype=torch.float64)).abs()
-    metrics = {
-        "episodes": float(len(episodes)),
-        "return_mean": statistics.fmean(statistics.fmean(e.returns.values()) for e in episodes)
-        if episodes else math.nan,
-        "success_rate": statistics.fmean(successes) if successes else math.nan,
-        "message_validity": rollout.valid / messages if messages else math.nan,
-        "episodes_per_s": len(episodes) / rollout.wall_s if rollout.wall_s > 0 else math.nan,
-        "rollout_s": rollout.wall_s,
-        "decisions": float(len(batch.decisions)),
-        "logprob_drift": float(drift.mean()) if len(drift) else 0.0,
-        "advantage_var": float(batch.advantages.var()) if len(batch.advantages) > 1 else 0.0,
-    }
-    if batch.rows is not None:  # rows alternate: speak, act
-        metrics |= {
-            "explained_variance": explained_variance(batch.returns, batch.values),
-            "explained_variance_speak": explained_variance(batch.returns[0::2],
-                                                           batch.values[0::2]),
-            "explained_variance_act": explained_variance(batch.returns[1::2],
-                                                         batch.values[1::2])}
-    # Without a reference pass (kl_coef 0) there is no KL to report.
-    skip = {"total"} | ({"kl"} if batch.ref_logprobs is None else set())
-    return metrics | {k: v for k, v in losses.items() if k not in skip}
 
 
 @contextmanager

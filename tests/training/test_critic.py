@@ -93,7 +93,7 @@ def with_critic(tiny_model_dir: Path) -> tuple[PeftModel, PreTrainedTokenizerBas
     """The tiny model with two actors' adapters and the (shared) LoRA critic's."""
     model, tokenizer = load_model(ModelConfig(name=str(tiny_model_dir), device="cpu"))
     torch.manual_seed(0)
-    critic = _critic(hidden_size(model), ["speaker", "listener"])
+    critic = _critic(hidden_size(model), ["speaker", "listener"], critic_model="lora")
     peft = attach_adapters(model, ["speaker", "listener", *critic.adapters], rank=2)
     return peft, tokenizer, critic
 
@@ -156,12 +156,13 @@ def test_a_critic_that_sees_the_target_fits_returns_a_blind_one_cannot(
 
 
 def test_per_agent_critics_each_have_an_adapter_and_a_head() -> None:
-    critic = _critic(16, ["speaker", "listener"], critic_sharing="per_agent")
+    critic = _critic(16, ["speaker", "listener"], critic_model="lora",
+                     critic_sharing="per_agent")
     assert critic.names == {"listener": "critic_0", "speaker": "critic_1"}
     assert critic.adapters == ["critic_0", "critic_1"] == sorted(critic.heads)
-    shared = _critic(16, ["speaker", "listener"])
+    shared = _critic(16, ["speaker", "listener"], critic_model="lora")
     assert set(shared.names.values()) == {"critic"} and shared.adapters == ["critic"]
-    assert _critic(16, ["speaker"], critic_model="frozen").adapters == []
+    assert _critic(16, ["speaker"]).adapters == []  # the frozen critic, the default
 
 
 def test_frozen_values_are_denormalised() -> None:

@@ -86,7 +86,8 @@ def _adapter_weights(folder: Path) -> dict[str, dict[str, torch.Tensor]]:
 def test_one_update_trains_every_adapter_and_the_critic_and_nothing_else(
     tmp_path: Path, tiny_model_dir: Path,
 ) -> None:
-    scenario = _scenario(tmp_path, tiny_model_dir, gamma=1.0, gae_lambda=1.0)
+    scenario = _scenario(tmp_path, tiny_model_dir, gamma=1.0, gae_lambda=1.0,
+                         critic_model="lora")
     adapters = adapter_names(scenario)
     learners = build_learners(scenario, sorted(set(adapters.values())))
     model, critic, tokenizer = learners.model, learners.critic, learners.engine.tokenizer
@@ -121,7 +122,8 @@ def test_one_update_trains_every_adapter_and_the_critic_and_nothing_else(
 
 def test_resume_reproduces_the_straight_run_exactly(tmp_path: Path,
                                                     tiny_model_dir: Path) -> None:
-    scenario = _scenario(tmp_path, tiny_model_dir, anneal_lr=True)  # the rate moves too
+    # The rate moves too; the critic's adapter is saved and restored with the actors'.
+    scenario = _scenario(tmp_path, tiny_model_dir, anneal_lr=True, critic_model="lora")
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     train(scenario, straight, iterations=2, progress=False)
     train(scenario, resumed, iterations=1, progress=False)
@@ -221,7 +223,7 @@ def test_bench_measures_ppo_against_the_bare_loop(tmp_path: Path, tiny_model_dir
     assert result["ratio_with_critic"] == pytest.approx(
         result["bare_s"] / result["ppo_update_s"], rel=0.05)
     text = render_train_bench(result)
-    assert "of bare" in text and "critic: central (lora)" in text
+    assert "of bare" in text and "critic: central (frozen)" in text
 
 
 def test_an_update_moves_log_probs_the_way_of_the_advantage(
