@@ -192,6 +192,9 @@ def build_learners(scenario: TrainScenario, adapters: list[str],
         critic = Critic(hidden_size(engine.model), config, list(scenario.agents),
                         int(pad) if pad is not None else 0)
     critic_adapters = critic.adapters if critic is not None else []
+    if clash := sorted(set(critic_adapters) & set(adapters)):
+        raise ValueError(f"adapter name {', '.join(clash)} is the critic's: rename that agent "
+                         "or use training.critic_model: frozen")
     model = _with_adapters(engine, adapters, critic_adapters, config, checkpoint)
     optimisers: dict[str, torch.optim.Optimizer] = {
         "actor": torch.optim.Adam(_adapter_params(model, adapters), lr=config.actor_lr,
