@@ -32,6 +32,7 @@ from runtime.games.text import (
     count_noun,
     join_words,
     parse_options,
+    seeded,
 )
 
 # The rules' names stay importable from here, where the game has always been imported from.
@@ -98,9 +99,7 @@ class NegotiationGame(ParallelEnv):  # type: ignore[misc]  # pettingzoo ships no
     ) -> tuple[dict[str, FloatArray], dict[str, dict[str, Any]]]:
         """Draw a pool, private values and who goes first; the same seed draws the same."""
         if seed is not None:
-            self._rng = np.random.default_rng(seed)
-            for index, agent in enumerate(AGENTS):
-                self.action_space(agent).seed(seed + index)
+            self._rng = seeded(self, seed, AGENTS)
         self.agents = list(AGENTS)
         self.counts = self._pools[int(self._rng.integers(len(self._pools)))]
         choices = valuations(self.counts, self.options.total_value)

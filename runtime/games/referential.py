@@ -23,6 +23,7 @@ from runtime.games.text import (
     join_words,
     one_hot,
     parse_options,
+    seeded,
 )
 
 log = structlog.get_logger()
@@ -147,9 +148,7 @@ class ReferentialGame(ParallelEnv):  # type: ignore[misc]  # pettingzoo ships no
     ) -> tuple[dict[str, FloatArray], dict[str, dict[str, Any]]]:
         """Start an episode; the same seed draws the same objects, targets and orders."""
         if seed is not None:
-            self._rng = np.random.default_rng(seed)
-            for index, agent in enumerate(self.possible_agents):
-                self.action_space(agent).seed(seed + index)
+            self._rng = seeded(self, seed, self.possible_agents)
         self.agents = list(self.possible_agents)
         self._round = 0
         self._correct = 0

@@ -21,7 +21,7 @@ import numpy as np
 from pettingzoo import ParallelEnv
 from pydantic import Field, model_validator
 
-from runtime.games.text import FloatArray, GameOptions, StepResult, one_hot, parse_options
+from runtime.games.text import FloatArray, GameOptions, StepResult, one_hot, parse_options, seeded
 
 AGENTS = ("alice", "bob")
 
@@ -83,9 +83,7 @@ class SplitTargetGame(ParallelEnv):  # type: ignore[misc]  # pettingzoo ships no
               ) -> tuple[dict[str, FloatArray], dict[str, dict[str, Any]]]:
         """Draw the grid, the target and each agent's order; the same seed draws the same."""
         if seed is not None:
-            self._rng = np.random.default_rng(seed)
-            for index, agent in enumerate(AGENTS):
-                self.action_space(agent).seed(seed + index)
+            self._rng = seeded(self, seed, AGENTS)
         self.agents = list(AGENTS)
         grid = self.options.grid
         rows, columns = (sorted(int(i) for i in self._rng.choice(len(values), grid,

@@ -81,3 +81,10 @@ def join_words(words: Sequence[str]) -> str:
 def count_noun(count: int, noun: str) -> str:
     """`1 book`, `0 books`, `2 books` (regular plurals: the built-in items are)."""
     return f"{count} {noun if count == 1 else noun + 's'}"
+
+
+def seeded(env: Any, seed: int, agents: Sequence[str]) -> np.random.Generator:
+    """A game's generator for `seed`, after seeding each agent's action space (`seed + i`)."""
+    for index, agent in enumerate(agents):
+        env.action_space(agent).seed(seed + index)
+    return np.random.default_rng(seed)
