@@ -147,3 +147,8 @@ def persistent_client(
     )  # fmt: skip
     client.pending_calls_threshold = sys.maxsize
     return client
+
+
+def not_listening(error: Exception) -> bool:
+    """Whether nothing listened at the broker's address (aiomqtt keeps only the text)."""
+    return not isinstance(error, aiomqtt.MqttCodeError) and "Connection refused" in str(error)

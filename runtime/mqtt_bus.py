@@ -40,6 +40,7 @@ from runtime.mqtt_address import (
     BusConnectionError,
     check_level,
     check_login,
+    not_listening,
     persistent_client,
     presence_envelope,
     tls_context,
@@ -186,7 +187,7 @@ class MqttBus:
                     await self._serve(client, connected, attempts + 1)
             except (aiomqtt.MqttError, BusConnectionError) as error:
                 now = asyncio.get_running_loop().time()
-                if not connected.done() and (not _not_listening(error) or now >= give_up_at):
+                if not connected.done() and (not not_listening(error) or now >= give_up_at):
                     message = f"cannot connect to {self.address}: {error}"
                     connected.set_exception(BusConnectionError(message))
                     return
@@ -303,8 +304,3 @@ class MqttBus:
             return
         if self._duplicates.first(envelope.sender, envelope.id) and not self._wills.holds(envelope):
             self._hub.fan_out(envelope)
-
-
-def _not_listening(error: Exception) -> bool:
-    """Whether nothing listened at the broker's address (aiomqtt keeps only the text)."""
-    return not isinstance(error, aiomqtt.MqttCodeError) and "Connection refused" in str(error)
