@@ -6,6 +6,7 @@ import asyncio
 import math
 from collections import deque
 from contextlib import suppress
+from time import monotonic
 
 import aiomqtt
 from structlog.typing import FilteringBoundLogger
@@ -93,7 +94,7 @@ class Outbox:
         for call in self._calls:
             call.cancel()
         unacked = list(self._unacked)  # oldest first
-        since = asyncio.get_running_loop().time() - RESEND_S
+        since = monotonic() - RESEND_S
         again = [self._keep(topic, payload) for acked_at, topic, payload in self._recent
                  if acked_at >= since]
         self._recent.clear()
@@ -142,6 +143,6 @@ class Outbox:
             self._log.debug("mqtt_publish_failed", topic=topic, error=str(error))
             return
         self._unacked.pop(seq, None)
-        self._recent.append((asyncio.get_running_loop().time(), topic, payload))
+        self._recent.append((monotonic(), topic, payload))
         if not self._unacked:
             self._all_acked.set()

@@ -93,14 +93,18 @@ async def test_what_the_broker_acknowledged_lately_is_sent_again_after_a_restart
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A crashed broker loses what it acknowledged but had not delivered; here the broker
-    (no persistence) acknowledges notes nobody reads yet. Those acknowledged in the last
-    RESEND_S are resent after the restart, the older one is not, none arrives twice."""
-    monkeypatch.setattr(mqtt_outbox, "RESEND_S", 1.5)  # ample for the restart, if busy
-    broker = mosquitto_factory()
+    acknowledges notes nobody reads yet. Those acknowledged in the last RESEND_S are
+    resent after the restart, the older one is not, none arrives twice. Persistence
+    keeps bob's subscription through the restart, whoever of the two reconnects first."""
+    clock = [0.0]  # the outbox's clock, so that how long the restart takes does not matter
+    monkeypatch.setattr(mqtt_outbox, "monotonic", lambda: clock[0])
+    broker = mosquitto_factory(persistence=True)
     run = new_run()
     async with MqttBus(run, broker.url, registry) as alice:
         await alice.publish(note(run, "a", "b", 0))
-        await asyncio.sleep(2.0)  # acknowledged long enough ago
+        while alice._outbox:
+            await asyncio.sleep(0.01)
+        clock[0] = 1.0 + mqtt_outbox.RESEND_S  # acknowledged too long ago to be resent
         for seq in (1, 2):
             await alice.publish(note(run, "a", "b", seq))
         while alice._outbox:  # all three acknowledged, dropped unread by the broker
