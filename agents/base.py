@@ -90,6 +90,18 @@ class Agent(Protocol):
 
 
 @runtime_checkable
+class WeighsActions(Protocol):
+    """An agent that can say how likely each legal action is, without choosing one.
+
+    Analyses use it to ask what an agent would have done with another inbox
+    (`parley analyze messages`: does the recipient listen?).
+    """
+
+    async def action_distribution(self, observation: Observation,
+                                  inbox: Sequence[Envelope]) -> list[float]: ...
+
+
+@runtime_checkable
 class RewardObserver(Protocol):
     """An agent that wants each step's reward (for instance for UCB statistics)."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Literal
@@ -120,6 +121,11 @@ class Envelope(BaseModel):
             raise ValueError(f"kind {self.kind!r} does not fit a {self.schema_id} payload "
                              f"(its kind is {expected!r})")
         return self
+
+    def payload_json(self, *, sort_keys: bool = False) -> str:
+        """The payload as one line of JSON, as models and people read it (not the wire form)."""
+        return json.dumps(self.payload.model_dump(mode="json"), ensure_ascii=False,
+                          sort_keys=sort_keys)
 
     def to_json(self) -> bytes:
         """Wire form: compact JSON, field `schema` under its public name.

@@ -30,6 +30,11 @@ class Observation(Message):
     action_mask: list[bool] | None = Field(
         default=None, description="Legal actions; None when every action is legal."
     )
+    private: str | None = Field(
+        default=None, description="What only this agent knows now, in words, where the game "
+        "says (a speaker's target): what its messages should carry. Already in `text`; kept "
+        "apart so that recordings can be analysed (`parley analyze messages`).",
+    )
 
     @property
     def legal_actions(self) -> list[int]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 
 from rich.console import Console
@@ -31,7 +30,7 @@ class ConversationView:
     def __call__(self, envelope: Envelope) -> None:
         """Render one envelope, if it is something a person wants to see."""
         if envelope.kind == "say":
-            text = json.dumps(envelope.payload.model_dump(mode="json"), ensure_ascii=False)
+            text = envelope.payload_json()
             self.console.print(Text.assemble(self._who(envelope.sender), " → ",
                                              self._who(envelope.recipient),
                                              f" [{envelope.schema_id}] ", text))

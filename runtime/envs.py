@@ -48,6 +48,13 @@ class WritesText(Protocol):
     def text_observation(self, agent: str) -> str: ...
 
 
+@runtime_checkable
+class TellsPrivate(Protocol):
+    """An env that says what an agent alone knows (the hidden information to share)."""
+
+    def private_information(self, agent: str) -> str | None: ...
+
+
 class EnvHost(Protocol):
     """What the Runner needs from an environment."""
 
@@ -107,8 +114,10 @@ class _Rendering:
             text = str(self.env.text_observation(agent))
         else:
             text = f"You are {agent}. Your observation: {numbers}"
+        private = (self.env.private_information(agent)
+                   if isinstance(self.env, TellsPrivate) else None)
         return Observation(text=text, data=numbers, action_names=self.action_names(agent),
-                           action_mask=mask)
+                           action_mask=mask, private=private)
 
 
 class ParallelHost:

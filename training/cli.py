@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from runtime.cli import input_folder, output_file, output_folder, positive
+
+if TYPE_CHECKING:
+    from protocols import Envelope
+    from runtime.play import Tap
+    from runtime.scenario import Scenario
 
 SET_HELP = ("override a scenario setting, e.g. --set training.critic=none "
             "(the value is read as YAML; repeat for several)")
@@ -53,7 +59,22 @@ def register(commands: Any) -> None:
                           help="episodes at once, their model calls batched (default 1)")
     evaluate.add_argument("--set", type=setting, action="append", default=[], dest="settings",
                           metavar="KEY=VALUE", help=SET_HELP)
+    evaluate.add_argument("--record", type=Path, help="write every envelope to FILE.jsonl")
+    evaluate.add_argument("--messages", type=Path, metavar="DIR",
+                          help="analyse the episodes' messages into DIR (as `analyze messages`)")
     evaluate.set_defaults(handler=_eval)
+
+    analyze = commands.add_parser("analyze", help="what a recording's messages carried")
+    analyses = analyze.add_subparsers(dest="analysis", required=True, metavar="{messages}")
+    messages = analyses.add_parser("messages", help="signalling, listening, entropy, "
+                                   "topographic similarity and heatmaps per channel")
+    messages.add_argument("recording", type=Path)
+    messages.add_argument("--scenario", type=Path, help="the run's scenario: checks the "
+                          "messages and asks its LLM agents for causal listening")
+    messages.add_argument("--adapters", help="trained adapters the recipients played with")
+    messages.add_argument("--out", type=Path, default=Path("runs/messages"),
+                          help="folder for messages.json and the heatmaps")
+    messages.set_defaults(handler=_analyze_messages)
 
     ablation = commands.add_parser("ablate", help="train and evaluate variants over seeds")
     ablation.add_argument("scenario", type=Path)
@@ -90,19 +111,61 @@ def _train(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from runtime.preflight import preflight
+    from runtime.recorder import Recording
     from runtime.scenario import load_scenario
     from training.evaluate import evaluate, render_eval
 
     output_file("--summary", args.summary)
+    output_file("--record", args.record)
+    output_folder("--messages", args.messages)
     input_folder("--adapters", args.adapters)
     scenario = load_scenario(args.scenario, dict(args.settings))
     preflight(scenario, args.adapters)
-    summary = asyncio.run(evaluate(scenario, args.episodes, args.seed, args.adapters,
-                                   args.concurrency))
+    envelopes: list[Envelope] = []
+    with ExitStack() as stack:
+        taps: list[Tap] = [envelopes.append] if args.messages else []
+        if args.record:
+            taps.append(stack.enter_context(Recording(args.record)))
+        summary = asyncio.run(evaluate(scenario, args.episodes, args.seed, args.adapters,
+                                       args.concurrency, taps))
     print(render_eval(summary))
     if args.summary:
         args.summary.write_text(summary.to_json() + "\n")
+    if args.messages:
+        _message_analysis(envelopes, scenario, args.adapters, args.messages)
     return 0
+
+
+def _analyze_messages(args: argparse.Namespace) -> int:
+    from runtime.recorder import read_recording
+    from runtime.scenario import load_scenario
+
+    input_folder("--adapters", args.adapters)
+    output_folder("--out", args.out)
+    if not args.recording.is_file():
+        raise FileNotFoundError(f"{args.recording}: no such recording")
+    scenario = load_scenario(args.scenario) if args.scenario else None
+    registry = scenario.registry() if scenario else None
+    envelopes = list(read_recording(args.recording, registry))
+    _message_analysis(envelopes, scenario, args.adapters, args.out)
+    return 0
+
+
+def _message_analysis(envelopes: list[Envelope], scenario: Scenario | None,
+                      adapters: str | None, out: Path) -> None:
+    """Print the channels' measures and write them with their heatmaps into `out`."""
+    from training.analysis.report import (
+        analyze_messages,
+        listeners,
+        render_reports,
+        write_analysis,
+    )
+
+    recipients = listeners(scenario, adapters) if scenario else None
+    reports = asyncio.run(analyze_messages(envelopes, recipients))
+    print(render_reports(reports))
+    for path in write_analysis(reports, out):
+        print(path)
 
 
 def _ablate(args: argparse.Namespace) -> int:

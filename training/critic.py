@@ -24,7 +24,6 @@ trainer normalises targets and denormalises predictions).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -81,9 +80,7 @@ def _message_line(env: Envelope) -> str:
     Keys are sorted so that equal messages read the same whatever their model's
     field order (and the text, hence its features, stays what it always was).
     """
-    payload = json.dumps(env.payload.model_dump(mode="json"), ensure_ascii=False,
-                         sort_keys=True)
-    return f"message {env.sender} -> {env.recipient}: {payload}"
+    return f"message {env.sender} -> {env.recipient}: {env.payload_json(sort_keys=True)}"
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,12 @@ and the agents' model calls batch in one inference engine: the same play, faster
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import structlog
 from pydantic import Field
 
-from runtime.play import PlaySettings, play
+from runtime.play import PlaySettings, Tap, play
 from runtime.scenario import Scenario
 from runtime.summary import RunSummary
 from training.stats import mean_ci95, proportion_ci95
@@ -60,7 +61,7 @@ def with_intervals(summary: RunSummary, seed: int | None = None) -> EvalSummary:
 
 async def evaluate(
     scenario: Scenario, episodes: int, seed: int, adapters: str | None = None,
-    concurrency: int = 1,
+    concurrency: int = 1, taps: Sequence[Tap] = (),
 ) -> EvalSummary:
     """Run `episodes` episodes of a scenario and summarise them with 95% intervals.
 
@@ -70,11 +71,12 @@ async def evaluate(
         seed: seeds the env and every agent, as for `parley run --seed`.
         adapters: directory of trained LoRA adapters for LLM agents, or None for the base model.
         concurrency: episodes played at once (1: one after another, as `parley run`).
+        taps: callables that see every envelope (a recording, the message analysis).
     """
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
     settings = PlaySettings(episodes=episodes, seed=seed, concurrency=concurrency,
-                            adapters=adapters, run_id=f"{scenario.name}-eval")
+                            adapters=adapters, run_id=f"{scenario.name}-eval", taps=taps)
     summary = with_intervals(await play(scenario, settings), seed)
     log.info("evaluation_done", scenario=scenario.name, episodes=episodes, seed=seed,
              success_rate=summary.success_rate, success_rate_ci95=summary.success_rate_ci95)

@@ -170,16 +170,8 @@ class LLMAgent:
         legal = observation.legal_actions
         if not legal:
             raise ValueError(f"agent {self.name}: no legal action to choose from")
-        engine = self.engine
-        instruction = prompts.render_action_instruction(
-            self.options.action_template, agent=self.name, observation=observation
-        )
-        messages = prompts.conversation(
-            self._system, f"{self._turn(observation, inbox)}\n\n{instruction}"
-        )
-        prompt_ids = prompts.chat_prompt_ids(engine.tokenizer, messages)
-        options = action_options(engine.tokenizer, observation.action_names, legal)
-        probs = await self._action_probs(engine, prompt_ids, options, legal)
+        prompt_ids, options = self._action_prompt(observation, inbox)
+        probs = await self._action_probs(self.engine, prompt_ids, options, legal)
         index = sample_index(probs, self._rng)
         self._last_action = legal[index]
         trace = PolicyTrace(
@@ -189,6 +181,27 @@ class LLMAgent:
             policy="sample" if self.options.ucb_c is None else "ucb", adapter=self.adapter,
         )
         return Choice(legal[index], trace)
+
+    async def action_distribution(self, observation: Observation,
+                                  inbox: Sequence[Envelope]) -> list[float]:
+        """The probability `act` would give each legal action, in legal order; no draw."""
+        prompt_ids, options = self._action_prompt(observation, inbox)
+        probs = await self._action_probs(self.engine, prompt_ids, options,
+                                         observation.legal_actions)
+        return [float(p) for p in probs]
+
+    def _action_prompt(self, observation: Observation, inbox: Sequence[Envelope]
+                       ) -> tuple[list[int], list[list[int]]]:
+        """The action prompt's token ids and each legal option's token ids."""
+        tokenizer = self.engine.tokenizer
+        instruction = prompts.render_action_instruction(
+            self.options.action_template, agent=self.name, observation=observation
+        )
+        messages = prompts.conversation(
+            self._system, f"{self._turn(observation, inbox)}\n\n{instruction}"
+        )
+        return (prompts.chat_prompt_ids(tokenizer, messages),
+                action_options(tokenizer, observation.action_names, observation.legal_actions))
 
     async def _action_probs(
         self, engine: InferenceEngine, prompt_ids: list[int], options: list[list[int]],

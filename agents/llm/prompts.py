@@ -73,7 +73,7 @@ def render_inbox(inbox: Sequence[Envelope]) -> str:
     if not inbox:
         return NO_MESSAGES
     return "\n".join(
-        f"From {env.sender}: {json.dumps(env.payload.model_dump(mode='json'), ensure_ascii=False)}"
+        f"From {env.sender}: {env.payload_json()}"
         for env in inbox
     )
 

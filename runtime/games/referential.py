@@ -225,6 +225,11 @@ class ReferentialGame(ParallelEnv):  # type: ignore[misc]  # pettingzoo ships no
             "and describes it in a message to you. Pick the object the speaker means."
         )
 
+    def private_information(self, agent: str) -> str | None:
+        """The speaker's target, in words; the listener knows nothing the speaker does not."""
+        self._check_agent(agent)
+        return self.describe(self._objects[self._target]) if agent == SPEAKER else None
+
     def _brief_observation(self, agent: str, header: str) -> str:
         if agent == SPEAKER:
             target = self.describe(self._objects[self._target])

@@ -125,24 +125,35 @@ class SplitTargetGame(ParallelEnv):  # type: ignore[misc]  # pettingzoo ships no
 
     def text_observation(self, agent: str) -> str:
         """Round, objects in the agent's order, and its half of the target."""
-        half = AGENTS.index(agent)
+        half = self._half(agent)
         rounds = self.options.rounds
         header = f"Round {self._round + 1} of {rounds}. " if rounds > 1 else ""
         told = self._values[half][self._target[half]]
         return (f"{header}Objects: {', '.join(self.action_names(agent))}. "
                 f"Target {self._names[half]}: {told}.")
 
+    def private_information(self, agent: str) -> str:
+        """The agent's half of the target, e.g. `red` for alice."""
+        half = self._half(agent)
+        return str(self._values[half][self._target[half]])
+
     def observation(self, agent: str) -> FloatArray:
         """One-hot objects in the agent's order, then its half of the target."""
-        half = AGENTS.index(agent)
+        half = self._half(agent)
         known = [self._target[half] if i == half else -1 for i in range(2)]
         parts = [self._encode(self._objects[i]) for i in self._order(agent)]
         return np.concatenate([*parts, self._encode((known[0], known[1]))])
 
     def _order(self, agent: str) -> list[int]:
+        self._half(agent)  # an unknown agent raises KeyError
+        return self._orders[agent]
+
+    @staticmethod
+    def _half(agent: str) -> int:
+        """Which half of the target the agent is told: 0 for alice, 1 for bob."""
         if agent not in AGENTS:
             raise KeyError(f"unknown agent {agent!r}; agents: {list(AGENTS)}")
-        return self._orders[agent]
+        return AGENTS.index(agent)
 
     def _describe(self, obj: tuple[int, int]) -> str:
         return " ".join(values[i] for values, i in zip(self._values, obj, strict=True))

@@ -166,6 +166,13 @@ def test_speaker_observation_identifies_the_target() -> None:
     np.testing.assert_array_equal(speaker[:width], listener[pick * width : (pick + 1) * width])
 
 
+def test_the_speakers_private_information_is_the_target_and_the_listener_has_none() -> None:
+    env = ReferentialGame(num_objects=3)
+    env.reset(seed=2)
+    assert env.private_information("speaker") == target_of(env)
+    assert env.private_information("listener") is None
+
+
 def test_correct_pick_rewards_both_and_wrong_pick_does_not() -> None:
     env = ReferentialGame(reward_correct=2.0, reward_wrong=-1.0)
     for correct in (True, False):

@@ -26,6 +26,8 @@ def test_each_agent_is_told_one_half_and_it_leaves_a_row_of_candidates() -> None
     assert [n for n in names if n.startswith(colour)] != [n for n in names if n.endswith(shape)]
     assert [n for n in names if n == f"{colour} {shape}"] == [f"{colour} {shape}"]
     assert sum(n.startswith(colour) for n in names) == sum(n.endswith(shape) for n in names) == 2
+    # What each was told is its private information: what its messages should carry.
+    assert (game.private_information("alice"), game.private_information("bob")) == (colour, shape)
 
 
 def test_no_reward_before_the_end_then_the_fraction_of_right_picks() -> None:

@@ -1,0 +1,1 @@
+"""Analysis of recordings and trained policies: what messages carry (game analysis to come)."""
