@@ -20,6 +20,7 @@ from typing import Any, Self
 import structlog
 import torch
 
+from training.analysis.messages import message_text
 from training.gae import explained_variance
 from training.rollout import Rollout
 from training.trajectory import Trajectories
@@ -183,12 +184,14 @@ def iteration_metrics(rollout: Rollout, trajectories: Trajectories, batch: Batch
     # How far the update's recomputed log-probs are from the sampler's (0 unless recomputed).
     drift = (batch.old_logprobs - torch.tensor([d.rollout_logprob for d in batch.decisions],
                                                dtype=torch.float64)).abs()
+    said = [message_text(env) for step in trajectories.steps for env in step.said]
     metrics = {
         "episodes": float(len(episodes)),
         "return_mean": statistics.fmean(statistics.fmean(e.returns.values()) for e in episodes)
         if episodes else math.nan,
         "success_rate": statistics.fmean(successes) if successes else math.nan,
         "message_validity": rollout.valid / messages if messages else math.nan,
+        "message_chars": statistics.fmean(map(len, said)) if said else math.nan,
         "episodes_per_s": len(episodes) / rollout.wall_s if rollout.wall_s > 0 else math.nan,
         "rollout_s": rollout.wall_s,
         "decisions": float(len(batch.decisions)),

@@ -37,6 +37,7 @@ PANELS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("entropy", "Entropy", ("entropy",)),
     ("clipfrac", "Clipped fraction", ("clipfrac",)),
     ("message_validity", "Valid messages", ("message_validity",)),
+    ("message_chars", "Message length (characters)", ("message_chars",)),
 )
 # Panels on a 0..1 scale: fixed limits make runs comparable at a glance.
 _UNIT_SCALE = {"success", "message_validity", "clipfrac"}

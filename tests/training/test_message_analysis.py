@@ -117,3 +117,18 @@ def test_analyze_messages_of_a_missing_recording_is_one_line_and_exit_2(
                  "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "none.jsonl: no such recording" in err
+
+
+def test_eval_records_and_analyses_the_messages_of_its_episodes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scenario_file = tmp_path / "codes.yaml"
+    scenario_file.write_text(yaml.safe_dump(code_game({"constant": "mov"})))
+    recording, out = tmp_path / "eval.jsonl", tmp_path / "analysis"
+    assert main(["eval", str(scenario_file), "--episodes", "10", "--record", str(recording),
+                 "--messages", str(out)]) == 0
+    (channel,) = json.loads((out / "messages.json").read_text())
+    assert channel["exchanges"] == 10 and channel["signalling"] == 0.0
+    assert channel["table"] and all(set(row) == {"mov"} for row in channel["table"].values())
+    assert sum(1 for line in recording.read_text().splitlines() if '"say"' in line) == 10
+    assert "success" in capsys.readouterr().out
