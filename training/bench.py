@@ -118,8 +118,9 @@ def _measure(setup: _Setup, epochs: int, repeats: int) -> tuple[float, float, fl
     share of the update in the fastest update."""
     learners, config = setup.learners, setup.scenario.training
     lm, tokenizer = learners.model, learners.engine.tokenizer
-    bare_optimiser = torch.optim.Adam(learners.optimisers["actor"].param_groups[0]["params"],
-                                      lr=1e-6)
+    actor_params = [p for group in learners.optimisers["actor"].param_groups
+                    for p in group["params"]]
+    bare_optimiser = torch.optim.Adam(actor_params, lr=1e-6)
     ppo: list[tuple[float, float]] = []
     prepare_s, bare_s = [], []
     for repeat in range(repeats):

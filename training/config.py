@@ -68,6 +68,12 @@ class PPOConfig(BaseModel):
         default=0.5, gt=0.0, description="Global gradient-norm clip, per optimiser step."
     )
     actor_lr: float = Field(default=1e-4, gt=0.0, description="Adam learning rate of the policy.")
+    actor_lr_scale: dict[str, float] = Field(
+        default_factory=dict,
+        description="Per adapter (an agent's name, or `shared`), a factor on `actor_lr`: "
+        "learning-rate asymmetry, e.g. {listener: 0.3} so that a listener does not settle "
+        "before the speaker's words carry anything. Unnamed adapters: 1.",
+    )
     critic_lr: float = Field(default=5e-4, gt=0.0, description="Adam learning rate of the critic.")
     anneal_lr: bool = Field(
         default=False,

@@ -94,7 +94,7 @@ def set_learning_rates(optimisers: dict[str, torch.optim.Optimizer], config: PPO
     base = {"actor": config.actor_lr, "critic": config.critic_lr}
     for name, optimiser in optimisers.items():
         for group in optimiser.param_groups:
-            group["lr"] = base[name] * fraction
+            group["lr"] = base[name] * fraction * group.get("scale", 1.0)
 
 
 def iteration_seed(seed: int, iteration: int) -> int:
@@ -181,7 +181,8 @@ def build_learners(scenario: TrainScenario, adapters: list[str],
                    checkpoint: Path | None = None) -> Learners:
     """A fresh engine whose model carries the actors' `adapters` and the critic's (fresh,
     or a checkpoint's), the critic (None for `critic: none`) and Adam optimisers: `actor`
-    over the actors' LoRA parameters, `critic` over the critic's heads and adapters.
+    over the actors' LoRA parameters (a group per adapter, for `actor_lr_scale`),
+    `critic` over the critic's heads and adapters.
     Deterministic in `scenario.training.seed`."""
     config = scenario.training
     engine = InferenceEngine(*load_model(scenario.model), seed=config.seed)
@@ -196,9 +197,13 @@ def build_learners(scenario: TrainScenario, adapters: list[str],
         raise ValueError(f"adapter name {', '.join(clash)} is the critic's: rename that agent "
                          "or use training.critic_model: frozen")
     model = _with_adapters(engine, adapters, critic_adapters, config, checkpoint)
+    if unknown := sorted(set(config.actor_lr_scale) - set(adapters)):
+        raise ValueError(f"training.actor_lr_scale: no adapter {', '.join(unknown)}; the "
+                         f"adapters are {', '.join(sorted(adapters))}")
+    groups = [{"params": _adapter_params(model, [name]),
+               "scale": config.actor_lr_scale.get(name, 1.0)} for name in sorted(adapters)]
     optimisers: dict[str, torch.optim.Optimizer] = {
-        "actor": torch.optim.Adam(_adapter_params(model, adapters), lr=config.actor_lr,
-                                  eps=1e-5)}
+        "actor": torch.optim.Adam(groups, lr=config.actor_lr, eps=1e-5)}
     if critic is not None:
         params = [*critic.parameters(), *_adapter_params(model, critic_adapters)]
         optimisers["critic"] = torch.optim.Adam(params, lr=config.critic_lr, eps=1e-5)

@@ -212,6 +212,23 @@ def test_learning_rates_anneal_linearly_to_zero_over_the_run(anneal: bool,
         assert optimisers["critic"].param_groups[0]["lr"] == pytest.approx(0.002 * fraction)
 
 
+def test_a_learning_rate_scale_slows_only_the_named_adapter(
+    tmp_path: Path, tiny_model_dir: Path,
+) -> None:
+    scenario = _scenario(tmp_path, tiny_model_dir, actor_lr=0.004, anneal_lr=True,
+                         actor_lr_scale={"listener": 0.25})
+    learners = build_learners(scenario, ["listener", "speaker"])
+    set_learning_rates(learners.optimisers, scenario.training, iteration=2, total=4)
+    listener, speaker = learners.optimisers["actor"].param_groups
+    assert (listener["lr"], speaker["lr"]) == pytest.approx((0.0005, 0.002))
+    names = {id(p): n for n, p in learners.model.named_parameters()}
+    assert all(".listener." in names[id(p)] for p in listener["params"])
+    assert all(".speaker." in names[id(p)] for p in speaker["params"])
+    with pytest.raises(ValueError, match="actor_lr_scale: no adapter talker"):
+        build_learners(_scenario(tmp_path, tiny_model_dir, actor_lr_scale={"talker": 2.0}),
+                       ["listener", "speaker"])
+
+
 def test_bench_measures_ppo_against_the_bare_loop(tmp_path: Path, tiny_model_dir: Path) -> None:
     path = tmp_path / "codes.yaml"
     path.write_text(SCENARIO.replace("MODEL", str(tiny_model_dir)))
