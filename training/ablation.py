@@ -19,6 +19,7 @@ success per iteration, mean over seeds, one curve per variant).
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -34,7 +35,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from training.checkpoint import latest_checkpoint
-from training.metrics import read_metrics
+from training.metrics import METRICS_FILE, read_metrics
 
 log = structlog.get_logger()
 
@@ -107,33 +108,61 @@ def _child(args: list[str], log_file: Path, threads: int) -> None:
 
 def ablate(scenario: Path, variants: dict[str, dict[str, Any]], seeds: list[int], out: Path,
            iterations: int | None = None, episodes: int = 200, jobs: int = 1,
-           threads: int = 1) -> Path:
+           threads: int = 1, threshold: float = 0.8) -> Path:
     """Run every cell (`jobs` at a time), then write OUT/ablation.md and OUT/ablation.png."""
     todo = cells(variants, seeds, out)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = [pool.submit(run_cell, cell, scenario, iterations, episodes, threads)
                    for cell in todo]
         summaries = [future.result() for future in futures]
-    table = render_table(todo, summaries)
+    table = render_table(todo, summaries, threshold)
     (out / "ablation.md").write_text(table)
     plot_ablation(todo, out / "ablation.png")
     return out / "ablation.md"
 
 
-def render_table(todo: list[Cell], summaries: list[dict[str, Any]]) -> str:
-    """Markdown: per variant, evaluation success mean ± sd over seeds, and each seed's."""
-    by_variant: dict[str, list[tuple[int, float]]] = {}
+def render_table(todo: list[Cell], summaries: list[dict[str, Any]],
+                 threshold: float = 0.8) -> str:
+    """Markdown, a row per variant: evaluation success (mean ± sd over seeds, and each
+    seed's), the iteration each seed first reached `threshold` training success, its
+    training minutes, and the critic's mean explained variance over all its iterations."""
+    by_variant: dict[str, list[tuple[Cell, float]]] = {}
     for cell, summary in zip(todo, summaries, strict=True):
-        by_variant.setdefault(cell.variant, []).append((cell.seed, float(summary["success_rate"])))
+        by_variant.setdefault(cell.variant, []).append((cell, float(summary["success_rate"])))
     episodes = summaries[0]["episodes"] if summaries else 0
-    lines = [f"| variant | success ({episodes} eval episodes), mean ± sd | per seed |",
-             "|---|---|---|"]
+    lines = [f"| variant | success ({episodes} eval episodes), mean ± sd | per seed | "
+             f"iterations to {threshold:g} training success | training minutes | "
+             "explained variance, mean |",
+             "|---|---|---|---|---|---|"]
     for variant, results in by_variant.items():
-        rates = [rate for _, rate in sorted(results)]
+        results.sort(key=lambda result: result[0].seed)
+        rates = [rate for _, rate in results]
         spread = statistics.stdev(rates) if len(rates) > 1 else 0.0
-        per_seed = ", ".join(f"{rate:.2f}" for rate in rates)
-        lines.append(f"| {variant} | {statistics.fmean(rates):.2f} ± {spread:.2f} | {per_seed} |")
+        runs = [_training(cell.folder) for cell, _ in results]
+        reached = ", ".join(_first_reaching(rows, threshold) for rows in runs)
+        minutes = ", ".join(f"{sum(r.get('wall_s', 0.0) for r in rows) / 60:.1f}"
+                            if rows else "-" for rows in runs)
+        variance = [r["explained_variance"] for rows in runs for r in rows
+                    if "explained_variance" in r and math.isfinite(r["explained_variance"])]
+        lines.append(f"| {variant} | {statistics.fmean(rates):.2f} ± {spread:.2f} | "
+                     f"{', '.join(f'{rate:.2f}' for rate in rates)} | {reached} | {minutes} | "
+                     f"{f'{statistics.fmean(variance):.3f}' if variance else 'n/a'} |")
     return "\n".join(lines) + "\n"
+
+
+def _training(folder: Path) -> list[dict[str, float]]:
+    """A cell's training metrics, oldest iteration first (none if it never trained)."""
+    return read_metrics(folder) if (folder / METRICS_FILE).is_file() else []
+
+
+def _first_reaching(rows: list[dict[str, float]], threshold: float) -> str:
+    """The first iteration (counted from 1) whose training success reached `threshold`."""
+    if not rows:
+        return "-"  # no training metrics (the cell never trained)
+    for count, row in enumerate(rows, start=1):
+        if row.get("success_rate", -1.0) >= threshold:
+            return str(count)
+    return "never"
 
 
 def plot_ablation(todo: list[Cell], path: Path) -> None:

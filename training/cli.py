@@ -86,6 +86,8 @@ def register(commands: Any) -> None:
     ablation.add_argument("--jobs", type=positive, default=1, help="runs at once")
     ablation.add_argument("--threads", type=positive, default=1, help="torch threads per run")
     ablation.add_argument("--out", type=Path, default=Path("runs/ablation"))
+    ablation.add_argument("--threshold", type=float, default=0.8,
+                          help="training success whose first iteration the table reports")
     ablation.set_defaults(handler=_ablate)
 
     plot = commands.add_parser("plot", help="PNG learning curves of a training run")
@@ -175,7 +177,7 @@ def _ablate(args: argparse.Namespace) -> int:
     output_folder("--out", args.out)
     read_yaml(args.variants)  # a missing file or bad YAML: one line with its line number
     table = ablate(args.scenario, load_variants(args.variants), args.seeds, args.out,
-                   args.iterations, args.episodes, args.jobs, args.threads)
+                   args.iterations, args.episodes, args.jobs, args.threads, args.threshold)
     print(table.read_text(), end="")
     print(f"plot: {args.out / 'ablation.png'}")
     return 0

@@ -45,14 +45,25 @@ def test_variants_file_errors(tmp_path: Path) -> None:
     assert [(c.variant, c.seed) for c in todo] == [("a", 0), ("b", 0), ("a", 1), ("b", 1)]
 
 
-def test_table_reports_evaluation_success_per_variant_in_seed_order(tmp_path: Path) -> None:
+def test_table_reports_success_iterations_to_threshold_minutes_and_explained_variance(
+        tmp_path: Path) -> None:
     todo = cells({"a": {}, "b": {"training.critic": "none"}}, [1, 0], tmp_path)
+    curves = {("a", 1): [0.5, 0.9, 0.7], ("a", 0): [0.85, 0.9], ("b", 1): [0.2, 0.3]}
+    for cell in todo:  # ("b", 0) never trained: no metrics.csv
+        if (cell.variant, cell.seed) in curves:
+            with MetricsWriter(cell.folder, tensorboard=False) as metrics:
+                for i, rate in enumerate(curves[cell.variant, cell.seed], start=1):
+                    row = {"success_rate": rate, "wall_s": 30.0}
+                    metrics.write(i, row | ({"explained_variance": 0.1 * i}
+                                            if cell.variant == "a" else {}))
     summaries = [{"success_rate": r, "episodes": 10} for r in (0.75, 0.25, 0.5, 0.25)]
-    assert render_table(todo, summaries) == (
-        "| variant | success (10 eval episodes), mean ± sd | per seed |\n"
-        "|---|---|---|\n"
-        "| a | 0.62 ± 0.18 | 0.50, 0.75 |\n"  # sample sd; seeds listed 0 then 1
-        "| b | 0.25 ± 0.00 | 0.25, 0.25 |\n"
+    assert render_table(todo, summaries, threshold=0.8) == (
+        "| variant | success (10 eval episodes), mean ± sd | per seed | iterations to 0.8 "
+        "training success | training minutes | explained variance, mean |\n"
+        "|---|---|---|---|---|---|\n"
+        # sample sd; seeds listed 0 then 1; EV over all five iterations of both seeds
+        "| a | 0.62 ± 0.18 | 0.50, 0.75 | 1, 2 | 1.0, 1.5 | 0.180 |\n"
+        "| b | 0.25 ± 0.00 | 0.25, 0.25 | -, never | -, 1.0 | n/a |\n"
     )
 
 
