@@ -20,7 +20,7 @@ from typing import Any, Self
 import structlog
 import torch
 
-from training.analysis.messages import message_text
+from training.analysis.messages import information_metrics, message_text
 from training.gae import explained_variance
 from training.rollout import Rollout
 from training.trajectory import Trajectories
@@ -205,6 +205,7 @@ def iteration_metrics(rollout: Rollout, trajectories: Trajectories, batch: Batch
                                                            batch.values[0::2]),
             "explained_variance_act": explained_variance(batch.returns[1::2],
                                                          batch.values[1::2])}
+    metrics |= information_metrics(trajectories)
     # Without a reference pass (kl_coef 0) there is no KL to report.
     skip = {"total"} | ({"kl"} if batch.ref_logprobs is None else set())
     return metrics | {k: v for k, v in losses.items() if k not in skip}

@@ -38,6 +38,8 @@ PANELS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("clipfrac", "Clipped fraction", ("clipfrac",)),
     ("message_validity", "Valid messages", ("message_validity",)),
     ("message_chars", "Message length (characters)", ("message_chars",)),
+    ("information", "What the messages carry (bits per message)",
+     ("signalling_bits", "listening_bits")),
 )
 # Panels on a 0..1 scale: fixed limits make runs comparable at a glance.
 _UNIT_SCALE = {"success", "message_validity", "clipfrac"}

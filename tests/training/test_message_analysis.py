@@ -15,7 +15,9 @@ from runtime.cli import main
 from runtime.play import PlaySettings, play
 from runtime.scenario import Scenario
 from training.analysis.information import entropy, mutual_information, topographic_similarity
+from training.analysis.messages import information_metrics
 from training.analysis.report import analyze_messages, listeners
+from training.trajectory import assemble
 
 AGENTS = "tests.training.message_agents"
 
@@ -83,6 +85,9 @@ async def test_a_code_book_carries_the_whole_meaning_and_the_listener_follows_it
     assert channel.listening == pytest.approx(channel.meaning_entropy)
     assert channel.causal_listening is not None and channel.causal_listening > 0.4
     assert channel.table["red"] == {"zub": sum(channel.table["red"].values())}
+    per_iteration = information_metrics(assemble(envelopes))  # what training logs
+    assert per_iteration == pytest.approx({"signalling_bits": channel.signalling,
+                                           "listening_bits": channel.listening})
 
 
 async def test_a_constant_message_carries_nothing_and_a_deaf_listener_is_not_moved() -> None:
@@ -92,6 +97,8 @@ async def test_a_constant_message_carries_nothing_and_a_deaf_listener_is_not_mov
     assert channel.signalling == 0.0 and channel.message_entropy == 0.0
     assert channel.distinct_messages == 1 and channel.vocabulary == 1
     assert channel.causal_listening == 0.0
+    assert information_metrics(assemble(envelopes)) == {"signalling_bits": 0.0,
+                                                        "listening_bits": 0.0}
 
 
 def test_analyze_messages_command_writes_the_report_and_a_heatmap(

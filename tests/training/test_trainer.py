@@ -153,6 +153,7 @@ def test_shared_policy_trains_one_adapter_that_the_run_can_play(
     (row,) = read_metrics(out)
     assert "value_loss" not in row and "explained_variance" not in row and "kl" in row
     assert row["message_chars"] > 0  # the speaker's messages, their mean length
+    assert row["signalling_bits"] >= 0.0 and row["listening_bits"] >= 0.0
     state = torch.load(out / "checkpoints" / "iter_0001" / "state.pt", weights_only=True)
     assert "critic" not in state and state["iteration"] == 1
 

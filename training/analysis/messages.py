@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from protocols import Action, Envelope
 from training.analysis.information import entropy, mutual_information, topographic_similarity
-from training.trajectory import AgentStep, assemble
+from training.trajectory import AgentStep, Trajectories
 
 
 @dataclass(frozen=True)
@@ -75,9 +75,8 @@ def message_text(envelope: Envelope) -> str:
     return envelope.payload_json(sort_keys=True)
 
 
-def exchanges(envelopes: Sequence[Envelope]) -> list[Exchange]:
-    """Every message of a recording with its sender's meaning and its recipient's reply."""
-    trajectories = assemble(envelopes)
+def exchanges(trajectories: Trajectories) -> list[Exchange]:
+    """Every message of a run with its sender's meaning and its recipient's reply."""
     steps = {(step.agent, *step.key): step for step in trajectories.steps}
     found: list[Exchange] = []
     for step in trajectories.steps:
@@ -108,6 +107,26 @@ def channels(found: Iterable[Exchange]) -> dict[tuple[str, str, str], list[Excha
     for exchange in found:
         grouped[exchange.sender, exchange.recipient, exchange.schema].append(exchange)
     return dict(sorted(grouped.items()))
+
+
+def information_metrics(trajectories: Trajectories) -> dict[str, float]:
+    """Per iteration, over all channels: bits of signalling and of listening, per message.
+
+    Signalling and listening are each channel's, weighted by its message count.
+    """
+    found = exchanges(trajectories)
+    if not found:
+        return {}
+    grouped = channels(found).values()
+    replied = [[e for e in channel if e.reply is not None] for channel in grouped]
+    metrics = {"signalling_bits": sum(
+        len(c) * mutual_information([e.meaning for e in c], [e.message for e in c])
+        for c in grouped) / len(found)}
+    if any(replied):
+        metrics["listening_bits"] = sum(
+            len(c) * mutual_information([e.message for e in c], [e.reply for e in c])
+            for c in replied) / sum(map(len, replied))
+    return metrics
 
 
 def report(channel: Sequence[Exchange]) -> ChannelReport:

@@ -18,6 +18,7 @@ from runtime.play import PlaySettings, build_agents
 from runtime.scenario import Scenario
 from training.analysis.listening import causal_listening
 from training.analysis.messages import ChannelReport, channels, exchanges, report
+from training.trajectory import assemble
 
 REPORT_FILE = "messages.json"
 HEATMAP_MESSAGES = 24
@@ -29,7 +30,7 @@ async def analyze_messages(envelopes: Sequence[Envelope],
                            ) -> list[ChannelReport]:
     """Each channel's report; with `recipients` (agents by name), causal listening too."""
     reports = []
-    for channel in channels(exchanges(envelopes)).values():
+    for channel in channels(exchanges(assemble(envelopes))).values():
         found = report(channel)
         recipient = (recipients or {}).get(found.recipient)
         if recipient is not None:
