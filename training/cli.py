@@ -65,7 +65,8 @@ def register(commands: Any) -> None:
     evaluate.set_defaults(handler=_eval)
 
     analyze = commands.add_parser("analyze", help="what a recording's messages carried")
-    analyses = analyze.add_subparsers(dest="analysis", required=True, metavar="{messages}")
+    analyses = analyze.add_subparsers(dest="analysis", required=True,
+                                      metavar="{messages,game}")
     messages = analyses.add_parser("messages", help="signalling, listening, entropy, "
                                    "topographic similarity and heatmaps per channel")
     messages.add_argument("recording", type=Path)
@@ -75,6 +76,13 @@ def register(commands: Any) -> None:
     messages.add_argument("--out", type=Path, default=Path("runs/messages"),
                           help="folder for messages.json and the heatmaps")
     messages.set_defaults(handler=_analyze_messages)
+    game = analyses.add_parser("game", help="Nash equilibria (pygambit), best responses, "
+                               "welfare and Pareto optimality of a normal-form game")
+    game.add_argument("scenario", type=Path)
+    game.add_argument("--json", type=Path, metavar="FILE", help="write the analysis as JSON")
+    game.add_argument("--set", type=setting, action="append", default=[], dest="settings",
+                      metavar="KEY=VALUE", help=SET_HELP)
+    game.set_defaults(handler=_analyze_game)
 
     ablation = commands.add_parser("ablate", help="train and evaluate variants over seeds")
     ablation.add_argument("scenario", type=Path)
@@ -150,6 +158,18 @@ def _analyze_messages(args: argparse.Namespace) -> int:
     registry = scenario.registry() if scenario else None
     envelopes = list(read_recording(args.recording, registry))
     _message_analysis(envelopes, scenario, args.adapters, args.out)
+    return 0
+
+
+def _analyze_game(args: argparse.Namespace) -> int:
+    from runtime.scenario import load_scenario
+    from training.analysis.game import analyze_game, normal_form, render_game
+
+    output_file("--json", args.json)
+    analysis = analyze_game(normal_form(load_scenario(args.scenario, dict(args.settings))))
+    print(render_game(analysis))
+    if args.json:
+        args.json.write_text(analysis.model_dump_json(indent=2) + "\n")
     return 0
 
 
