@@ -139,3 +139,19 @@ def test_eval_records_and_analyses_the_messages_of_its_episodes(
     assert channel["table"] and all(set(row) == {"mov"} for row in channel["table"].values())
     assert sum(1 for line in recording.read_text().splitlines() if '"say"' in line) == 10
     assert "success" in capsys.readouterr().out
+
+
+def test_causal_listening_of_llm_agents_after_an_evaluation(
+    tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The analysis asks the scenario's own LLM listener, after the evaluation's run."""
+    from tests.training.test_trainer import SCENARIO
+
+    scenario_file = tmp_path / "codes.yaml"
+    scenario_file.write_text(SCENARIO.replace("MODEL", str(tiny_model_dir)))
+    out = tmp_path / "analysis"
+    assert main(["eval", str(scenario_file), "--episodes", "6", "--concurrency", "3",
+                 "--messages", str(out)]) == 0
+    (channel,) = json.loads((out / "messages.json").read_text())
+    assert channel["exchanges"] == 6 and channel["meanings_from"] == "private"
+    assert 0.0 <= channel["causal_listening"] <= 1.0
