@@ -19,7 +19,6 @@ from runtime.cli import input_folder, output_file, output_folder, positive
 if TYPE_CHECKING:
     from protocols import Envelope
     from runtime.play import Tap
-    from runtime.scenario import Scenario
 
 SET_HELP = ("override a scenario setting, e.g. --set training.critic=none "
             "(the value is read as YAML; repeat for several)")
@@ -36,6 +35,12 @@ def setting(text: str) -> tuple[str, Any]:
         raise argparse.ArgumentTypeError(f"{key}: value is not YAML: {error}") from None
 
 
+def add_settings(parser: argparse.ArgumentParser) -> None:
+    """`--set KEY=VALUE`, repeatable: overrides of the scenario's settings."""
+    parser.add_argument("--set", type=setting, action="append", default=[], dest="settings",
+                        metavar="KEY=VALUE", help=SET_HELP)
+
+
 def register(commands: Any) -> None:
     """Add the training commands to `parley`'s sub-command parser."""
     train = commands.add_parser("train", help="train the LLM agents with CTDE PPO")
@@ -44,10 +49,21 @@ def register(commands: Any) -> None:
     train.add_argument("--out", type=Path, help="run folder (default: runs/<scenario name>)")
     train.add_argument("--resume", type=Path, help="continue the run in this folder")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    train.add_argument("--set", type=setting, action="append", default=[], dest="settings",
-                       metavar="KEY=VALUE", help=SET_HELP)
+    add_settings(train)
     train.set_defaults(handler=_train)
 
+    from training.analysis.cli import register_analyze  # it imports this module
+
+    _register_eval(commands)
+    register_analyze(commands)
+    _register_ablate(commands)
+
+    plot = commands.add_parser("plot", help="PNG learning curves of a training run")
+    plot.add_argument("run", type=Path)
+    plot.set_defaults(handler=_plot)
+
+
+def _register_eval(commands: Any) -> None:
     evaluate = commands.add_parser("eval", help="success rate and return with 95%% intervals")
     evaluate.add_argument("scenario", type=Path)
     evaluate.add_argument("--adapters", help="trained adapters (default: untrained agents)")
@@ -57,33 +73,14 @@ def register(commands: Any) -> None:
     evaluate.add_argument("--summary", type=Path, help="write the evaluation as JSON")
     evaluate.add_argument("--concurrency", type=positive, default=1,
                           help="episodes at once, their model calls batched (default 1)")
-    evaluate.add_argument("--set", type=setting, action="append", default=[], dest="settings",
-                          metavar="KEY=VALUE", help=SET_HELP)
+    add_settings(evaluate)
     evaluate.add_argument("--record", type=Path, help="write every envelope to FILE.jsonl")
     evaluate.add_argument("--messages", type=Path, metavar="DIR",
                           help="analyse the episodes' messages into DIR (as `analyze messages`)")
     evaluate.set_defaults(handler=_eval)
 
-    analyze = commands.add_parser("analyze", help="what a recording's messages carried")
-    analyses = analyze.add_subparsers(dest="analysis", required=True,
-                                      metavar="{messages,game}")
-    messages = analyses.add_parser("messages", help="signalling, listening, entropy, "
-                                   "topographic similarity and heatmaps per channel")
-    messages.add_argument("recording", type=Path)
-    messages.add_argument("--scenario", type=Path, help="the run's scenario: checks the "
-                          "messages and asks its LLM agents for causal listening")
-    messages.add_argument("--adapters", help="trained adapters the recipients played with")
-    messages.add_argument("--out", type=Path, default=Path("runs/messages"),
-                          help="folder for messages.json and the heatmaps")
-    messages.set_defaults(handler=_analyze_messages)
-    game = analyses.add_parser("game", help="Nash equilibria (pygambit), best responses, "
-                               "welfare and Pareto optimality of a normal-form game")
-    game.add_argument("scenario", type=Path)
-    game.add_argument("--json", type=Path, metavar="FILE", help="write the analysis as JSON")
-    game.add_argument("--set", type=setting, action="append", default=[], dest="settings",
-                      metavar="KEY=VALUE", help=SET_HELP)
-    game.set_defaults(handler=_analyze_game)
 
+def _register_ablate(commands: Any) -> None:
     ablation = commands.add_parser("ablate", help="train and evaluate variants over seeds")
     ablation.add_argument("scenario", type=Path)
     ablation.add_argument("--variants", type=Path, required=True,
@@ -97,10 +94,6 @@ def register(commands: Any) -> None:
     ablation.add_argument("--threshold", type=float, default=0.8,
                           help="training success whose first iteration the table reports")
     ablation.set_defaults(handler=_ablate)
-
-    plot = commands.add_parser("plot", help="PNG learning curves of a training run")
-    plot.add_argument("run", type=Path)
-    plot.set_defaults(handler=_plot)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -142,52 +135,10 @@ def _eval(args: argparse.Namespace) -> int:
     if args.summary:
         args.summary.write_text(summary.to_json() + "\n")
     if args.messages:
-        _message_analysis(envelopes, scenario, args.adapters, args.messages)
+        from training.analysis.cli import message_analysis
+
+        message_analysis(envelopes, scenario, args.adapters, args.messages)
     return 0
-
-
-def _analyze_messages(args: argparse.Namespace) -> int:
-    from runtime.recorder import read_recording
-    from runtime.scenario import load_scenario
-
-    input_folder("--adapters", args.adapters)
-    output_folder("--out", args.out)
-    if not args.recording.is_file():
-        raise FileNotFoundError(f"{args.recording}: no such recording")
-    scenario = load_scenario(args.scenario) if args.scenario else None
-    registry = scenario.registry() if scenario else None
-    envelopes = list(read_recording(args.recording, registry))
-    _message_analysis(envelopes, scenario, args.adapters, args.out)
-    return 0
-
-
-def _analyze_game(args: argparse.Namespace) -> int:
-    from runtime.scenario import load_scenario
-    from training.analysis.game import analyze_game, normal_form, render_game
-
-    output_file("--json", args.json)
-    analysis = analyze_game(normal_form(load_scenario(args.scenario, dict(args.settings))))
-    print(render_game(analysis))
-    if args.json:
-        args.json.write_text(analysis.model_dump_json(indent=2) + "\n")
-    return 0
-
-
-def _message_analysis(envelopes: list[Envelope], scenario: Scenario | None,
-                      adapters: str | None, out: Path) -> None:
-    """Print the channels' measures and write them with their heatmaps into `out`."""
-    from training.analysis.report import (
-        analyze_messages,
-        listeners,
-        render_reports,
-        write_analysis,
-    )
-
-    recipients = listeners(scenario, adapters) if scenario else None
-    reports = asyncio.run(analyze_messages(envelopes, recipients))
-    print(render_reports(reports))
-    for path in write_analysis(reports, out):
-        print(path)
 
 
 def _ablate(args: argparse.Namespace) -> int:

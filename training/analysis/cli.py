@@ -1,0 +1,82 @@
+"""`parley analyze messages` and `parley analyze game` (registered by `training.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runtime.cli import input_folder, output_file, output_folder
+from training.cli import add_settings
+
+if TYPE_CHECKING:
+    from protocols import Envelope
+    from runtime.scenario import Scenario
+
+
+def register_analyze(commands: Any) -> None:
+    """Add `analyze` and its analyses to `parley`'s sub-command parser."""
+    analyze = commands.add_parser("analyze", help="what a run's messages carried; a game's "
+                                  "equilibria")
+    analyses = analyze.add_subparsers(dest="analysis", required=True,
+                                      metavar="{messages,game}")
+    messages = analyses.add_parser("messages", help="signalling, listening, entropy, "
+                                   "topographic similarity and heatmaps per channel")
+    messages.add_argument("recording", type=Path)
+    messages.add_argument("--scenario", type=Path, help="the run's scenario: checks the "
+                          "messages and asks its LLM agents for causal listening")
+    messages.add_argument("--adapters", help="trained adapters the recipients played with")
+    messages.add_argument("--out", type=Path, default=Path("runs/messages"),
+                          help="folder for messages.json and the heatmaps")
+    messages.set_defaults(handler=_analyze_messages)
+    game = analyses.add_parser("game", help="Nash equilibria (pygambit), best responses, "
+                               "welfare and Pareto optimality of a normal-form game")
+    game.add_argument("scenario", type=Path)
+    game.add_argument("--json", type=Path, metavar="FILE", help="write the analysis as JSON")
+    add_settings(game)
+    game.set_defaults(handler=_analyze_game)
+
+
+def _analyze_messages(args: argparse.Namespace) -> int:
+    from runtime.recorder import read_recording
+    from runtime.scenario import load_scenario
+
+    input_folder("--adapters", args.adapters)
+    output_folder("--out", args.out)
+    if not args.recording.is_file():
+        raise FileNotFoundError(f"{args.recording}: no such recording")
+    scenario = load_scenario(args.scenario) if args.scenario else None
+    registry = scenario.registry() if scenario else None
+    envelopes = list(read_recording(args.recording, registry))
+    message_analysis(envelopes, scenario, args.adapters, args.out)
+    return 0
+
+
+def _analyze_game(args: argparse.Namespace) -> int:
+    from runtime.scenario import load_scenario
+    from training.analysis.game import analyze_game, normal_form, render_game
+
+    output_file("--json", args.json)
+    analysis = analyze_game(normal_form(load_scenario(args.scenario, dict(args.settings))))
+    print(render_game(analysis))
+    if args.json:
+        args.json.write_text(analysis.model_dump_json(indent=2) + "\n")
+    return 0
+
+
+def message_analysis(envelopes: list[Envelope], scenario: Scenario | None,
+                      adapters: str | None, out: Path) -> None:
+    """Print the channels' measures and write them with their heatmaps into `out`."""
+    from training.analysis.report import (
+        analyze_messages,
+        listeners,
+        render_reports,
+        write_analysis,
+    )
+
+    recipients = listeners(scenario, adapters) if scenario else None
+    reports = asyncio.run(analyze_messages(envelopes, recipients))
+    print(render_reports(reports))
+    for path in write_analysis(reports, out):
+        print(path)
