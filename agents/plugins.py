@@ -14,6 +14,7 @@ ENTRY_POINT_GROUP = "parley.agents"
 BUILTIN = {
     "scripted": "agents.scripted:ScriptedAgent",
     "random": "agents.scripted:RandomAgent",
+    "strategy": "agents.strategies:StrategyAgent",
     "llm": "agents.llm.agent:LLMAgent",
 }
 

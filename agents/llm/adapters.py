@@ -113,17 +113,19 @@ def adapter_folders(directory: str | Path) -> dict[str, Path]:
 
 
 def load_adapters(
-    model: torch.nn.Module, directory: str | Path, is_trainable: bool = False
+    model: torch.nn.Module, directory: str | Path, is_trainable: bool = False, prefix: str = ""
 ) -> PeftModel:
-    """Load every adapter subfolder of `directory` as a named adapter.
+    """Load every adapter subfolder of `directory` as a named adapter (`prefix` + its name).
 
-    Adapters `model` already has are left alone (so loading twice is harmless).
+    Adapters `model` already has are left alone (so loading twice is harmless). A prefix
+    keeps apart same-named adapters of several runs (cross-play of trained seeds).
     """
     folders = adapter_folders(directory)
     if not folders:
         raise FileNotFoundError(f"no adapters (subfolders with {_CONFIG_FILE}) in {directory}")
     peft_model = model if isinstance(model, PeftModel) else None
-    for name, folder in folders.items():
+    for saved, folder in folders.items():
+        name = prefix + saved
         if peft_model is None:
             peft_model = PeftModel.from_pretrained(
                 model, str(folder), adapter_name=name, is_trainable=is_trainable
@@ -131,7 +133,7 @@ def load_adapters(
         elif name not in peft_model.peft_config:
             peft_model.load_adapter(str(folder), adapter_name=name, is_trainable=is_trainable)
     assert peft_model is not None
-    log.info("adapters_loaded", directory=str(directory), names=list(folders))
+    log.info("adapters_loaded", directory=str(directory), names=[prefix + n for n in folders])
     return peft_model
 
 

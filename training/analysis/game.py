@@ -59,14 +59,18 @@ class GameAnalysis(BaseModel):
     max_welfare: float = Field(description="The largest sum of payoffs of any pure outcome.")
 
 
-def normal_form(scenario: Scenario) -> NormalForm:
-    """The scenario's game as a table; ValueError if it is not a normal-form game."""
+def matrix_options(scenario: Scenario) -> MatrixOptions:
+    """The options of the scenario's matrix game; ValueError if it plays another game."""
     if scenario.env.game != "matrix":
         name = scenario.env.game or scenario.env.pettingzoo or "this env"
-        raise ValueError(f"analyze game: {name} is not a normal-form game; only the matrix "
-                         "game (a preset or a `payoff` table in its options) is")
-    options = parse_options(MatrixOptions, "matrix", dict(scenario.env.options))
-    title, actions, table = options.payoffs.resolve()
+        raise ValueError(f"{name} is not a normal-form game; only the matrix game (a preset "
+                         "or a `payoff` table in its options) is")
+    return parse_options(MatrixOptions, "matrix", dict(scenario.env.options))
+
+
+def normal_form(scenario: Scenario) -> NormalForm:
+    """The scenario's stage game as a table; ValueError if it is not a normal-form game."""
+    title, actions, table = matrix_options(scenario).payoffs.resolve()
     return NormalForm(title, list(PLAYERS), [list(actions), list(actions)], table)
 
 
