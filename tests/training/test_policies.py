@@ -224,3 +224,31 @@ def test_trained_populations_meet_in_cross_play_each_with_its_own_adapters(
             # each role is played in two pairings of 3 rounds, always with this run's adapter
             assert len(actions) == 2 * 3
             assert {e.trace.adapter for e in actions if e.trace} == {f"p{i}_{player}"}
+
+
+def test_the_description_prompt_states_the_counted_strategy() -> None:
+    from training.analysis.describe import description_prompt
+
+    envelopes = asyncio.run(_scripted_play(Path()))
+    trajectories = assemble(envelopes)
+    names = ["cooperate", "defect"]
+    tft = empirical_strategies(trajectories, names)["player_0"]
+    prompt = description_prompt("player_0", tft, names)
+    assert "Over 200 rounds" in prompt
+    assert "In the first round (40 times) it played cooperate 100%." in prompt
+    for mine in names:
+        assert f"After it played {mine} and the other played defect" in prompt
+        line = next(x for x in prompt.splitlines()
+                    if x.startswith(f"After it played {mine} and the other played defect"))
+        assert line.endswith("it played defect 100%.")
+
+
+def test_the_model_describes_a_strategy_under_its_schema(tiny_model_dir: Path) -> None:
+    from agents.llm.engine import InferenceEngine
+    from agents.llm.loading import load_model
+    from agents.model import ModelConfig
+    from training.analysis.describe import DESCRIPTION_CHARS, describe_strategy
+
+    engine = InferenceEngine(*load_model(ModelConfig(name=str(tiny_model_dir))))
+    described = asyncio.run(describe_strategy(engine, "It always cooperates. Describe it."))
+    assert 1 <= len(described.strategy) <= DESCRIPTION_CHARS

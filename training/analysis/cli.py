@@ -53,6 +53,8 @@ def _register_policies(analyses: Any) -> None:
     policies.add_argument("--seed", type=int, default=0)
     policies.add_argument("--concurrency", type=int, default=1,
                           help="episodes at once, their model calls batched")
+    policies.add_argument("--describe", action="store_true", help="the scenario's model "
+                          "describes each policy's strategy in words (stored in the JSON)")
     policies.add_argument("--out", type=Path, default=Path("runs/policies"),
                           help="folder for policies.json and crossplay.png")
     add_settings(policies)
@@ -106,10 +108,11 @@ def _analyze_policies(args: argparse.Namespace) -> int:
         if not args.recording.is_file():
             raise FileNotFoundError(f"{args.recording}: no such recording")
         envelopes = list(read_recording(args.recording, scenario.registry()))
-        analysis = recorded_policies(scenario, envelopes, args.recording.stem)
+        analysis = asyncio.run(recorded_policies(scenario, envelopes, args.recording.stem,
+                                                 args.describe))
     else:
         analysis = asyncio.run(analyze_policies(scenario, args.adapters, args.episodes,
-                                                args.seed, args.concurrency))
+                                                args.seed, args.concurrency, args.describe))
     print(render_policies(analysis))
     for path in write_policies(analysis, args.out):
         print(path)

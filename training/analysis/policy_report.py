@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from protocols import Envelope
 from runtime.scenario import Scenario
@@ -48,6 +48,8 @@ class PolicyReport(BaseModel):
     label: str
     strategies: dict[str, EmpiricalStrategy]
     exploitability: Exploitability
+    descriptions: dict[str, str] = Field(
+        default_factory=dict, description="player -> its strategy in the model's words.")
 
 
 class PoliciesAnalysis(BaseModel):
@@ -82,8 +84,12 @@ def judge_play(label: str, games: Mapping[str, Sequence[Envelope]],
 
 
 async def analyze_policies(scenario: Scenario, adapters: Sequence[Path], episodes: int,
-                           seed: int, concurrency: int = 1) -> PoliciesAnalysis:
-    """Cross-play the scenario's agents, each trained population and the baselines."""
+                           seed: int, concurrency: int = 1,
+                           describe: bool = False) -> PoliciesAnalysis:
+    """Cross-play the scenario's agents, each trained population and the baselines.
+
+    With `describe`, the scenario's model describes each policy's players in words.
+    """
     game = analyze_game(normal_form(scenario))
     entrants = [as_written(scenario)]
     engine = None
@@ -94,20 +100,38 @@ async def analyze_policies(scenario: Scenario, adapters: Sequence[Path], episode
     entrants += baselines(game)
     _unique_labels(entrants)
     played, games = await cross_play(scenario, entrants, episodes, seed, concurrency, engine)
+    policies = [judge_play(e.label, games[e.label], scenario) for e in entrants]
+    if describe:
+        for policy in policies:
+            await _describe(policy, scenario, engine)
     return PoliciesAnalysis(
         game=game.title, rounds=matrix_options(scenario).rounds, actions=game.actions[0],
-        policies=[judge_play(e.label, games[e.label], scenario) for e in entrants],
-        cross_play=played)
+        policies=policies, cross_play=played)
 
 
-def recorded_policies(scenario: Scenario, envelopes: Sequence[Envelope],
-                      label: str) -> PoliciesAnalysis:
+async def recorded_policies(scenario: Scenario, envelopes: Sequence[Envelope], label: str,
+                            describe: bool = False) -> PoliciesAnalysis:
     """The analysis of one recording: its agents' strategies and exploitability."""
     game = normal_form(scenario)
+    games = dict.fromkeys(game.players, envelopes)
+    policy = judge_play(label, games, scenario)
+    if describe:
+        await _describe(policy, scenario, None)
     return PoliciesAnalysis(game=game.title, rounds=matrix_options(scenario).rounds,
-                            actions=game.actions[0],
-                            policies=[judge_play(label, dict.fromkeys(game.players, envelopes),
-                                                 scenario)])
+                            actions=game.actions[0], policies=[policy])
+
+
+async def _describe(policy: PolicyReport, scenario: Scenario,
+                    engine: InferenceEngine | None) -> None:
+    """Fill `policy.descriptions`: the scenario's base model describes each player."""
+    from agents.llm.engine import get_engine
+    from training.analysis.describe import describe_strategy, description_prompt
+
+    engine = engine or get_engine(scenario.model)
+    names = normal_form(scenario).actions[0]
+    for player, strategy in policy.strategies.items():
+        prompt = description_prompt(player, strategy, names)
+        policy.descriptions[player] = (await describe_strategy(engine, prompt)).strategy
 
 
 def engine_with_populations(scenario: Scenario, adapters: Sequence[Path]) -> InferenceEngine:
@@ -143,6 +167,8 @@ def render_policies(analysis: PoliciesAnalysis) -> str:
             value, best = judged.values[agent], judged.best_responses[agent]
             lines.append(f"  {agent}: value {value:.3f}, a best response to the other gets "
                          f"{best:.3f}; {strategy.decisions} decisions")
+            if agent in policy.descriptions:
+                lines.append(f"    in words: {policy.descriptions[agent]}")
             for state, count in strategy.counts.items():
                 mix = ", ".join(f"{a} {p:.2f}" for a, p in strategy.strategy[state].items())
                 lines.append(f"    {state} ({count}): {mix}")
