@@ -15,6 +15,7 @@ BUILTIN = {
     "scripted": "agents.scripted:ScriptedAgent",
     "random": "agents.scripted:RandomAgent",
     "strategy": "agents.strategies:StrategyAgent",
+    "codebook": "agents.scripted:CodeBookAgent",
     "llm": "agents.llm.agent:LLMAgent",
 }
 

@@ -1,4 +1,5 @@
-"""Agents without a model: a scripted agent for tests and demos, and a random one."""
+"""Agents without a model: a scripted agent for tests and demos, a code-book speaker that
+already knows a convention, and a random one."""
 
 from __future__ import annotations
 
@@ -93,3 +94,43 @@ class RandomAgent:
 
     async def act(self, observation: Observation, inbox: Sequence[Envelope]) -> Choice:
         return Choice(self._rng.choice(observation.legal_actions))
+
+
+class CodeBookOptions(BaseModel):
+    """Options of `type: codebook`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    codes: dict[str, dict[str, JsonValue]] = Field(
+        min_length=1, description="What the agent alone knows (its observation's `private` "
+        "part, e.g. a speaker's target) -> the payload it sends then.")
+    action: int | None = Field(default=None, description="Action to play (default: first "
+                               "legal).")
+
+
+class CodeBookAgent:
+    """Knows a convention: sends each route the payload its private knowledge maps to.
+
+    A partner that already speaks the code, for listeners to learn from (social learning,
+    a fixed-speaker baseline). Payloads are checked against every route's schema when the
+    agent is built; knowledge the book lacks raises (the runtime counts it `failed`).
+    """
+
+    def __init__(self, context: AgentContext) -> None:
+        self.name = context.name
+        self.options = CodeBookOptions.model_validate(dict(context.options))
+        self._book = {meaning: [Utterance(r.recipient, r.schema_id,
+                                          context.registry.validate(r.schema_id, payload))
+                                for r in context.routes]
+                      for meaning, payload in self.options.codes.items()}
+
+    async def speak(self, observation: Observation, inbox: Sequence[Envelope]) -> list[Utterance]:
+        meaning = observation.private
+        if meaning not in self._book:
+            raise ValueError(f"{self.name}: no code for {meaning!r}; the book has "
+                             f"{sorted(self._book)}")
+        return list(self._book[meaning])
+
+    async def act(self, observation: Observation, inbox: Sequence[Envelope]) -> Choice:
+        legal = observation.legal_actions
+        return Choice(self.options.action if self.options.action in legal else legal[0])

@@ -15,6 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 CriticKind = Literal["central", "independent", "none"]
 
 
+class SocialConfig(BaseModel):
+    """`training.social`: summaries of the other agents' recent episodes in each prompt."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    every: int = Field(default=1, ge=1, description="Iterations between refreshes.")
+
+
 class PPOConfig(BaseModel):
     """Hyper-parameters of one CTDE PPO training run."""
 
@@ -163,6 +171,12 @@ class PPOConfig(BaseModel):
     )
     keep_checkpoints: int = Field(
         default=3, ge=0, description="Keep the newest this many checkpoints; 0 keeps them all."
+    )
+    social: SocialConfig | None = Field(
+        default=None,
+        description="Social learning: every `every` iterations the base model summarises "
+        "the other agents' recent messages and each learning agent reads its summary at "
+        "the end of its system prompt (recorded in OUT/social.jsonl); None: off.",
     )
 
     @model_validator(mode="after")

@@ -49,8 +49,9 @@ from training.critic import Critic
 from training.hidden import hidden_size
 from training.metrics import MetricsWriter, iteration_metrics
 from training.rollout import Rollout, collect_rollout
+from training.social import latest_summaries, refresh, with_summaries
 from training.train_scenario import TrainScenario
-from training.trajectory import assemble
+from training.trajectory import Trajectories, assemble
 from training.update import ppo_update, prepare_batch
 
 log = structlog.get_logger()
@@ -130,6 +131,7 @@ def train(scenario: TrainScenario, out: Path, iterations: int | None = None,
     engine, model, critic, optimisers = (learners.engine, learners.model, learners.critic,
                                          learners.optimisers)
     start = restore_checkpoint(checkpoint, critic, optimisers) if checkpoint else 0
+    playing = with_summaries(playing, scenario, latest_summaries(out) if resume else {})
     _write_scenario(out, playing)
     with MetricsWriter(out, start_iteration=start) as writer, \
             _progress_bar(progress, total, start) as advance:
@@ -139,6 +141,10 @@ def train(scenario: TrainScenario, out: Path, iterations: int | None = None,
             # 1-2. Roll out with the current adapters; assemble trajectories.
             rollout = asyncio.run(_collect(playing, engine, config, iteration))
             trajectories = assemble(rollout.envelopes)
+            if config.social and iteration % config.social.every == 0:
+                summaries = asyncio.run(_summarise(engine, trajectories, adapters, iteration, out))
+                playing = with_summaries(playing, scenario, summaries)
+                _write_scenario(out, playing)
             decisions = [d for d in trajectories.decisions
                          if d.trace.adapter in set(adapters.values())]
             # 3-5. Values, advantages, old and reference log-probs.
@@ -241,6 +247,15 @@ async def _collect(scenario: TrainScenario, engine: InferenceEngine, config: PPO
     try:
         return await collect_rollout(scenario, engine, config.episodes_per_iteration,
                                      iteration_seed(config.seed, iteration), config.concurrency)
+    finally:
+        await engine.aclose()
+
+
+async def _summarise(engine: InferenceEngine, trajectories: Trajectories,
+                     adapters: dict[str, str], iteration: int, out: Path) -> dict[str, str]:
+    """Each learning agent's summary of what the others did (`training.social`)."""
+    try:
+        return await refresh(engine, trajectories, sorted(adapters), iteration, out)
     finally:
         await engine.aclose()
 

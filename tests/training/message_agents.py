@@ -10,24 +10,6 @@ from protocols import Envelope, Observation
 CODE_BOOK = {"red": "zub", "blue": "kep", "green": "mov"}
 
 
-class CodeBookSpeaker:
-    """Says the code word of its target (option `constant`: always that word instead)."""
-
-    def __init__(self, context: AgentContext) -> None:
-        self.name = context.name
-        self.constant: str | None = dict(context.options).get("constant")
-        self.registry = context.registry
-        (self.route,) = context.routes
-
-    async def speak(self, observation: Observation, inbox: Sequence[Envelope]) -> list[Utterance]:
-        code = self.constant or CODE_BOOK[observation.private or ""]
-        message = self.registry.validate(self.route.schema_id, {"code": code})
-        return [Utterance(self.route.recipient, self.route.schema_id, message)]
-
-    async def act(self, observation: Observation, inbox: Sequence[Envelope]) -> Choice:
-        return Choice(observation.legal_actions[0])
-
-
 class CodeBookListener:
     """Picks the object its message's code word stands for; option `deaf`: uniform."""
 

@@ -14,6 +14,7 @@ from protocols import Envelope
 from runtime.cli import main
 from runtime.play import PlaySettings, play
 from runtime.scenario import Scenario
+from tests.training.message_agents import CODE_BOOK
 from training.analysis.information import entropy, mutual_information, topographic_similarity
 from training.analysis.messages import information_metrics
 from training.analysis.report import analyze_messages, listeners
@@ -22,16 +23,18 @@ from training.trajectory import assemble
 AGENTS = "tests.training.message_agents"
 
 
-def code_game(speaker: dict[str, Any] | None = None,
+def code_game(constant: str | None = None,
               listener: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Three colours, the speaker told the target, one code word to the listener."""
+    """Three colours, the speaker told the target, one code word to the listener: the code
+    book's word for its target, or always `constant`."""
+    codes = {colour: {"code": constant or word} for colour, word in CODE_BOOK.items()}
     return {
         "name": "codes",
         "env": {"game": "referential", "options": {
             "num_objects": 3, "attributes": {"colour": ["red", "blue", "green"]},
             "speaker_view": "target", "wording": "brief", "draw": "uniform"}},
         "agents": {
-            "speaker": {"type": f"{AGENTS}:CodeBookSpeaker", "options": speaker or {}},
+            "speaker": {"type": "codebook", "options": {"codes": codes}},
             "listener": {"type": f"{AGENTS}:CodeBookListener", "options": listener or {}},
         },
         "protocol": {
@@ -91,7 +94,7 @@ async def test_a_code_book_carries_the_whole_meaning_and_the_listener_follows_it
 
 
 async def test_a_constant_message_carries_nothing_and_a_deaf_listener_is_not_moved() -> None:
-    scenario = Scenario.model_validate(code_game({"constant": "kep"}, {"deaf": True}))
+    scenario = Scenario.model_validate(code_game("kep", {"deaf": True}))
     envelopes = await recorded(scenario)
     (channel,) = await analyze_messages(envelopes, listeners(scenario, None))
     assert channel.signalling == 0.0 and channel.message_entropy == 0.0
@@ -130,7 +133,7 @@ def test_eval_records_and_analyses_the_messages_of_its_episodes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     scenario_file = tmp_path / "codes.yaml"
-    scenario_file.write_text(yaml.safe_dump(code_game({"constant": "mov"})))
+    scenario_file.write_text(yaml.safe_dump(code_game("mov")))
     recording, out = tmp_path / "eval.jsonl", tmp_path / "analysis"
     assert main(["eval", str(scenario_file), "--episodes", "10", "--record", str(recording),
                  "--messages", str(out)]) == 0
