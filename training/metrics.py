@@ -12,13 +12,15 @@ from __future__ import annotations
 import csv
 import math
 import statistics
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import structlog
 import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from training.analysis.messages import information_metrics, message_text
 from training.gae import explained_variance
@@ -209,3 +211,24 @@ def iteration_metrics(rollout: Rollout, trajectories: Trajectories, batch: Batch
     # Without a reference pass (kl_coef 0) there is no KL to report.
     skip = {"total"} | ({"kl"} if batch.ref_logprobs is None else set())
     return metrics | {k: v for k, v in losses.items() if k not in skip}
+
+
+@contextmanager
+def progress_bar(enabled: bool, total: int, start: int
+                  ) -> Iterator[Callable[[dict[str, float]], None]]:
+    """A rich progress bar over iterations whose status line shows the latest metrics."""
+    if not enabled:
+        yield lambda metrics: None
+        return
+    columns = (TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[status]}"))
+    with Progress(*columns) as bar:
+        task = bar.add_task("train", total=total, completed=start, status="")
+
+        def advance(metrics: dict[str, float]) -> None:
+            status = "  ".join(f"{key} {metrics[key]:.3g}" for key in
+                               ("success_rate", "return_mean", "entropy", "kl", "wall_s")
+                               if key in metrics)
+            bar.update(task, advance=1, status=status)
+
+        yield advance

@@ -32,6 +32,7 @@ PANELS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("explained_variance", "Critic's explained variance of the returns",
      ("explained_variance", "explained_variance_speak", "explained_variance_act")),
     ("critic_s", "Critic's time per iteration (s)", ("critic_s",)),
+    ("social_s", "Writing the social summaries, per iteration (s)", ("social_s",)),
     ("advantage_var", "Variance of the advantages", ("advantage_var",)),
     ("policy_loss", "Policy loss", ("policy_loss",)),
     ("entropy", "Entropy", ("entropy",)),

@@ -28,8 +28,6 @@ import asyncio
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +35,6 @@ import structlog
 import torch
 import yaml
 from peft import PeftModel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from agents.llm.adapters import attach_adapters, enable_adapter_grads, load_adapters, save_adapters
 from agents.llm.engine import InferenceEngine
@@ -47,7 +44,7 @@ from training.checkpoint import ADAPTERS, latest_checkpoint, restore_checkpoint,
 from training.config import PPOConfig
 from training.critic import Critic
 from training.hidden import hidden_size
-from training.metrics import MetricsWriter, iteration_metrics
+from training.metrics import MetricsWriter, iteration_metrics, progress_bar
 from training.rollout import Rollout, collect_rollout
 from training.social import latest_summaries, refresh, with_summaries
 from training.train_scenario import TrainScenario
@@ -134,33 +131,21 @@ def train(scenario: TrainScenario, out: Path, iterations: int | None = None,
     playing = with_summaries(playing, scenario, latest_summaries(out) if resume else {})
     _write_scenario(out, playing)
     with MetricsWriter(out, start_iteration=start) as writer, \
-            _progress_bar(progress, total, start) as advance:
+            progress_bar(progress, total, start) as advance:
         for iteration in range(start, total):
             began = time.perf_counter()
             set_learning_rates(optimisers, config, iteration, total)
             # 1-2. Roll out with the current adapters; assemble trajectories.
             rollout = asyncio.run(_collect(playing, engine, config, iteration))
             trajectories = assemble(rollout.envelopes)
+            socialised = time.perf_counter()
             if config.social and iteration % config.social.every == 0:
-                summaries = asyncio.run(_summarise(engine, trajectories, adapters, iteration, out))
-                playing = with_summaries(playing, scenario, summaries)
-                _write_scenario(out, playing)
-            decisions = [d for d in trajectories.decisions
-                         if d.trace.adapter in set(adapters.values())]
-            # 3-5. Values, advantages, old and reference log-probs.
-            prepared = time.perf_counter()
-            batch = prepare_batch(model, engine.tokenizer, critic, trajectories, decisions, config)
-            # 6. PPO epochs.
-            updated = time.perf_counter()
-            generator = torch.Generator().manual_seed(iteration_seed(config.seed, iteration) + 1)
-            losses = ppo_update(model, engine.tokenizer, critic, optimisers, batch, config,
-                                generator)
-            # 7. Metrics and checkpoint.
-            metrics = iteration_metrics(rollout, trajectories, batch, losses)
-            update_s = time.perf_counter() - updated
-            metrics |= {"prepare_s": updated - prepared, "update_s": update_s,
-                        "update_tokens_per_s": config.epochs * sum(d.tokens for d in decisions)
-                        / update_s, "wall_s": time.perf_counter() - began}
+                playing = _socialise(engine, trajectories, playing, scenario, iteration, out)
+            social_s = time.perf_counter() - socialised
+            metrics = _learn(learners, rollout, trajectories, set(adapters.values()), config,
+                             iteration)
+            metrics |= {"wall_s": time.perf_counter() - began} | (
+                {"social_s": social_s} if config.social else {})
             completed = iteration + 1
             if completed % config.checkpoint_every == 0 or completed == total:
                 save_checkpoint(out, completed, model, critic, optimisers, metrics,
@@ -170,6 +155,24 @@ def train(scenario: TrainScenario, out: Path, iterations: int | None = None,
                                                               metrics.items()})
             advance(metrics)
     return _save_final(model, learners.actors, out)
+
+
+def _learn(learners: Learners, rollout: Rollout, trajectories: Trajectories,
+           adapters: set[str], config: PPOConfig, iteration: int) -> dict[str, float]:
+    """Steps 3-7 of an iteration: values, advantages and old log-probs, the PPO epochs,
+    and the iteration's metrics with the update's timings."""
+    model, tokenizer, critic = learners.model, learners.engine.tokenizer, learners.critic
+    decisions = [d for d in trajectories.decisions if d.trace.adapter in adapters]
+    prepared = time.perf_counter()
+    batch = prepare_batch(model, tokenizer, critic, trajectories, decisions, config)
+    updated = time.perf_counter()
+    generator = torch.Generator().manual_seed(iteration_seed(config.seed, iteration) + 1)
+    losses = ppo_update(model, tokenizer, critic, learners.optimisers, batch, config, generator)
+    metrics = iteration_metrics(rollout, trajectories, batch, losses)
+    update_s = time.perf_counter() - updated
+    return metrics | {"prepare_s": updated - prepared, "update_s": update_s,
+                      "update_tokens_per_s": config.epochs * sum(d.tokens for d in decisions)
+                      / update_s}
 
 
 @dataclass(frozen=True)
@@ -251,34 +254,21 @@ async def _collect(scenario: TrainScenario, engine: InferenceEngine, config: PPO
         await engine.aclose()
 
 
-async def _summarise(engine: InferenceEngine, trajectories: Trajectories,
-                     adapters: dict[str, str], iteration: int, out: Path) -> dict[str, str]:
-    """Each learning agent's summary of what the others did (`training.social`)."""
-    try:
-        return await refresh(engine, trajectories, sorted(adapters), iteration, out)
-    finally:
-        await engine.aclose()
+def _socialise(engine: InferenceEngine, trajectories: Trajectories, playing: TrainScenario,
+               scenario: TrainScenario, iteration: int, out: Path) -> TrainScenario:
+    """`playing` with each learning agent's new summary of what the others did
+    (`training.social`); OUT/scenario.yaml follows, so an evaluation reads them too."""
 
+    async def summaries() -> dict[str, str]:
+        try:
+            learning = sorted(adapter_names(scenario))
+            return await refresh(engine, trajectories, learning, iteration, out)
+        finally:
+            await engine.aclose()
 
-@contextmanager
-def _progress_bar(enabled: bool, total: int, start: int
-                  ) -> Iterator[Callable[[dict[str, float]], None]]:
-    """A rich progress bar over iterations whose status line shows the latest metrics."""
-    if not enabled:
-        yield lambda metrics: None
-        return
-    columns = (TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[status]}"))
-    with Progress(*columns) as bar:
-        task = bar.add_task("train", total=total, completed=start, status="")
-
-        def advance(metrics: dict[str, float]) -> None:
-            status = "  ".join(f"{key} {metrics[key]:.3g}" for key in
-                               ("success_rate", "return_mean", "entropy", "kl", "wall_s")
-                               if key in metrics)
-            bar.update(task, advance=1, status=status)
-
-        yield advance
+    playing = with_summaries(playing, scenario, asyncio.run(summaries()))
+    _write_scenario(out, playing)
+    return playing
 
 
 def _write_scenario(out: Path, scenario: TrainScenario) -> None:
