@@ -108,7 +108,7 @@ def heatmap(r: ChannelReport, path: Path) -> None:
         total = sum(counts.values())
         row = [counts.get(m, 0) / total for m in shown]
         shares.append([*row, 1.0 - sum(row)] if other else row)
-    figure = Figure(figsize=(2.0 + 0.45 * len(columns), 1.5 + 0.35 * len(rows)))
+    figure = Figure(figsize=(3.6 + 0.45 * len(columns), 2.0 + 0.35 * len(rows)))
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     image = axes.imshow(shares, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
@@ -117,8 +117,8 @@ def heatmap(r: ChannelReport, path: Path) -> None:
     axes.set_xlabel("message")
     axes.set_ylabel(f"{r.sender}'s meaning")
     axes.set_title(f"{r.sender} -> {r.recipient}: I = {r.signalling:.2f} of "
-                   f"{r.meaning_entropy:.2f} bits")
-    figure.colorbar(image, ax=axes, label="share of the meaning's messages")
+                   f"{r.meaning_entropy:.2f} bits", fontsize=10)
+    figure.colorbar(image, ax=axes, label="share of its messages")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 
