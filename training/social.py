@@ -31,10 +31,8 @@ SUMMARY_CHARS = 200
 FACTS_PER_SENDER = 12
 SYSTEM = "You summarise what players of a game did, briefly and exactly."
 QUESTION = "Summarise what the other players did, in one or two sentences."
-EXAMPLE = ("scout: when it knew 'north', it said 'go up' (9 times), 'go left' (1 time); when "
-           f"it knew 'south', it said 'go down' (10 times).\n{QUESTION}")
-EXAMPLE_ANSWER = ('{"summary": "scout says go up for north and go down for south (once go '
-                  'left for north)."}')
+# No worked example: SmolLM2-135M copied one's words into its summary ("says go up for
+# blue" for a speaker that said kep); asked plainly, it restates the counted facts.
 
 
 class Summary(BaseModel):
@@ -63,8 +61,7 @@ def facts_for(reader: str, trajectories: Trajectories) -> str:
 
 async def summarise(engine: InferenceEngine, facts: str) -> str:
     """The base model's summary of `facts`, greedy, under the `Summary` schema."""
-    chat = [*conversation(SYSTEM, EXAMPLE), {"role": "assistant", "content": EXAMPLE_ANSWER},
-            {"role": "user", "content": f"{facts}\n{QUESTION}"}]
+    chat = conversation(SYSTEM, f"{facts}\n{QUESTION}")
     # At most 6 tokens a character (an escape, a character a token) plus the JSON around
     # it: the grammar always closes the object within the budget.
     request = GenerationRequest(prompt_ids=chat_prompt_ids(engine.tokenizer, chat),
