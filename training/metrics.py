@@ -20,10 +20,10 @@ from typing import Any, Self
 
 import structlog
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from training.analysis.messages import information_metrics, message_text
 from training.gae import explained_variance
+from training.progress import status_bar
 from training.rollout import Rollout
 from training.trajectory import Trajectories
 from training.update import Batch
@@ -215,20 +215,9 @@ def iteration_metrics(rollout: Rollout, trajectories: Trajectories, batch: Batch
 
 @contextmanager
 def progress_bar(enabled: bool, total: int, start: int
-                  ) -> Iterator[Callable[[dict[str, float]], None]]:
-    """A rich progress bar over iterations whose status line shows the latest metrics."""
-    if not enabled:
-        yield lambda metrics: None
-        return
-    columns = (TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[status]}"))
-    with Progress(*columns) as bar:
-        task = bar.add_task("train", total=total, completed=start, status="")
-
-        def advance(metrics: dict[str, float]) -> None:
-            status = "  ".join(f"{key} {metrics[key]:.3g}" for key in
-                               ("success_rate", "return_mean", "entropy", "kl", "wall_s")
-                               if key in metrics)
-            bar.update(task, advance=1, status=status)
-
-        yield advance
+                 ) -> Iterator[Callable[[dict[str, float]], None]]:
+    """A progress bar over iterations whose status line shows the latest metrics."""
+    with status_bar(enabled, "train", total, start) as advance:
+        yield lambda metrics: advance("  ".join(
+            f"{key} {metrics[key]:.3g}" for key in
+            ("success_rate", "return_mean", "entropy", "kl", "wall_s") if key in metrics))

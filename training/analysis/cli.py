@@ -55,6 +55,7 @@ def _register_policies(analyses: Any) -> None:
                           help="episodes at once, their model calls batched")
     policies.add_argument("--describe", action="store_true", help="the scenario's model "
                           "describes each policy's strategy in words (stored in the JSON)")
+    policies.add_argument("--no-progress", action="store_true", help="no progress bar")
     policies.add_argument("--out", type=Path, default=Path("runs/policies"),
                           help="folder for policies.json and crossplay.png")
     add_settings(policies)
@@ -112,7 +113,8 @@ def _analyze_policies(args: argparse.Namespace) -> int:
                                                  args.describe))
     else:
         analysis = asyncio.run(analyze_policies(scenario, args.adapters, args.episodes,
-                                                args.seed, args.concurrency, args.describe))
+                                                args.seed, args.concurrency, args.describe,
+                                                progress=not args.no_progress))
     print(render_policies(analysis))
     for path in write_policies(analysis, args.out):
         print(path)

@@ -16,7 +16,7 @@ Every population's adapters load into the one engine under a prefix of their own
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -94,8 +94,12 @@ class CrossPlay(BaseModel):
 
 async def cross_play(scenario: Scenario, entrants: Sequence[Entrant], episodes: int, seed: int,
                      concurrency: int, engine: InferenceEngine | None,
+                     advance: Callable[[str], None] = lambda pairing: None,
                      ) -> tuple[CrossPlay, dict[str, dict[str, list[Envelope]]]]:
-    """Play every pairing; the result, and per entrant and role the envelopes of its games."""
+    """Play every pairing; the result, and per entrant and role the envelopes of its games.
+
+    `advance` is told each pairing played (`row vs column`), for a progress bar.
+    """
     first, second = list(scenario.agents)
     returns: list[list[list[float]]] = []
     success: list[list[float | None]] = []
@@ -115,5 +119,6 @@ async def cross_play(scenario: Scenario, entrants: Sequence[Entrant], episodes: 
             success[-1].append(summary.success_rate)
             games[row.label][first] += kept
             games[column.label][second] += kept
+            advance(f"{row.label} vs {column.label}")
     return (CrossPlay(entrants=[e.label for e in entrants], episodes=episodes,
                       returns=returns, success=success), games)

@@ -33,6 +33,7 @@ from training.analysis.crossplay import (
 from training.analysis.game import analyze_game, matrix_options, normal_form
 from training.analysis.policies import EmpiricalStrategy, Exploitability, empirical_strategies
 from training.analysis.policies import exploitability as judge
+from training.progress import status_bar
 from training.trajectory import assemble
 
 if TYPE_CHECKING:
@@ -84,11 +85,12 @@ def judge_play(label: str, games: Mapping[str, Sequence[Envelope]],
 
 
 async def analyze_policies(scenario: Scenario, adapters: Sequence[Path], episodes: int,
-                           seed: int, concurrency: int = 1,
-                           describe: bool = False) -> PoliciesAnalysis:
+                           seed: int, concurrency: int = 1, describe: bool = False,
+                           progress: bool = False) -> PoliciesAnalysis:
     """Cross-play the scenario's agents, each trained population and the baselines.
 
-    With `describe`, the scenario's model describes each policy's players in words.
+    With `describe`, the scenario's model describes each policy's players in words;
+    with `progress`, a progress bar counts the pairings.
     """
     game = analyze_game(normal_form(scenario))
     entrants = [as_written(scenario)]
@@ -99,7 +101,9 @@ async def analyze_policies(scenario: Scenario, adapters: Sequence[Path], episode
                      for i, folder in enumerate(adapters)]
     entrants += baselines(game)
     _unique_labels(entrants)
-    played, games = await cross_play(scenario, entrants, episodes, seed, concurrency, engine)
+    with status_bar(progress, "cross-play", len(entrants) ** 2) as advance:
+        played, games = await cross_play(scenario, entrants, episodes, seed, concurrency,
+                                         engine, advance)
     policies = [judge_play(e.label, games[e.label], scenario) for e in entrants]
     if describe:
         for policy in policies:
