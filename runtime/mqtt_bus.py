@@ -40,24 +40,19 @@ from runtime.mqtt_address import (
     BusConnectionError,
     check_level,
     check_login,
-    not_listening,
     persistent_client,
     presence_envelope,
     tls_context,
 )
 from runtime.mqtt_filters import Duplicates, Filters, HeldWills
 from runtime.mqtt_outbox import Outbox
+from runtime.mqtt_retry import Retry
 from runtime.mqtt_state import ConnectionState, check_transition
 
 __all__ = ["ConnectionState", "MqttBus"]
 
 log = structlog.get_logger()
 
-BACKOFF_S = (0.05, 2.0)
-"""First and longest wait between reconnection attempts."""
-FIRST_CONNECT_S = 5.0
-"""How long the first connection is retried while nothing listens at the broker's
-address (a broker starting or restarting); a refusal by the broker is final at once."""
 CLOSE_FLUSH_S = 5.0
 """How long closing waits for the broker to acknowledge what we published."""
 
@@ -173,34 +168,29 @@ class MqttBus:
             self._hub.close()
 
     async def _connection(self, client: aiomqtt.Client, connected: asyncio.Future[None]) -> None:
-        """Connect, serve, and after a loss reconnect with backoff, until cancelled.
-
-        Before the first connection, only a broker not listening yet is retried, for
-        `FIRST_CONNECT_S`; any other failure goes to `connected` (and ends the task).
-        Once connected, every failure is retried, waiting longer each time.
-        """
-        delay, attempts = BACKOFF_S[0], 0
-        give_up_at = asyncio.get_running_loop().time() + FIRST_CONNECT_S
+        """Connect, serve, and after a loss reconnect with backoff (`Retry`), until
+        cancelled. A first connection that fails for good goes to `connected` (and ends
+        the task)."""
+        loop = asyncio.get_running_loop()
+        retry = Retry(loop.time())
         while True:
             try:
                 async with client:
-                    await self._serve(client, connected, attempts + 1)
+                    await self._serve(client, connected, retry.attempts + 1)
             except (aiomqtt.MqttError, BusConnectionError) as error:
-                now = asyncio.get_running_loop().time()
-                if not connected.done() and (not not_listening(error) or now >= give_up_at):
+                if not connected.done() and retry.first_connection_ends(error, loop.time()):
                     message = f"cannot connect to {self.address}: {error}"
                     connected.set_exception(BusConnectionError(message))
                     return
                 if self._state is ConnectionState.CLOSED:  # closing: not a lost connection
                     return
                 if self._state is ConnectionState.CONNECTING:
-                    attempts += 1
-                    self._log.debug("mqtt_reconnect_failed", attempt=attempts, error=str(error))
-                    delay = min(delay * 2, BACKOFF_S[1])
+                    attempt = retry.failed_again()
+                    self._log.debug("mqtt_reconnect_failed", attempt=attempt, error=str(error))
                 else:
                     self._lost(error)
-                    delay, attempts = BACKOFF_S[0], 0
-            await asyncio.sleep(delay)
+                    retry.reset()
+            await asyncio.sleep(retry.delay)
 
     async def _serve(
         self, client: aiomqtt.Client, connected: asyncio.Future[None], attempt: int

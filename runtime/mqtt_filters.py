@@ -25,7 +25,8 @@ SENDERS = 1_000
 WILL_HOLD_S = 0.5
 """How long a last will waits while our own connection holds (see HeldWills)."""
 WILL_GRACE_S = 3.0
-"""How long, connected, a will waits around a broker restart: more than BACKOFF_S[1]."""
+"""How long, connected, a will waits around a broker restart: more than the bus's
+longest backoff (mqtt_retry.BACKOFF_S[1])."""
 
 
 class Filters:

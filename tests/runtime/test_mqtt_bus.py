@@ -19,7 +19,7 @@ from structlog.testing import capture_logs
 from agents.base import AgentContext
 from agents.scripted import ScriptedAgent
 from protocols import Control, Envelope, SchemaRegistry, seal
-from runtime import mqtt_bus, mqtt_filters, mqtt_outbox
+from runtime import mqtt_filters, mqtt_outbox, mqtt_retry
 from runtime.aio import tolerate_closed_socket_races
 from runtime.bench_bus import bench_bus, render_bench
 from runtime.host import AgentHost
@@ -191,7 +191,7 @@ async def test_wrong_password_is_a_clear_error(mosquitto_factory: MosquittoFacto
 async def test_no_broker_is_a_clear_error_after_a_short_wait(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(mqtt_bus, "FIRST_CONNECT_S", 0.3)
+    monkeypatch.setattr(mqtt_retry, "FIRST_CONNECT_S", 0.3)
     url = f"mqtt://127.0.0.1:{free_port()}"
     with pytest.raises(BusConnectionError, match=f"cannot connect to {url}: .*refused"):
         async with MqttBus("r", url):
