@@ -19,8 +19,8 @@ from typing import TypeVar
 from pydantic import BaseModel, Field
 
 from agents.llm.engine import InferenceEngine
-from agents.llm.jobs import GenerationRequest
-from agents.llm.prompts import DEFAULT_SYSTEM_PROMPT, chat_prompt_ids, conversation
+from agents.llm.prompts import DEFAULT_SYSTEM_PROMPT, conversation
+from agents.llm.structured import write_valid
 from runtime.scenario import Scenario
 from training.analysis.messages import exchanges
 from training.trajectory import Trajectories
@@ -62,12 +62,7 @@ def facts_for(reader: str, trajectories: Trajectories) -> str:
 async def summarise(engine: InferenceEngine, facts: str) -> str:
     """The base model's summary of `facts`, greedy, under the `Summary` schema."""
     chat = conversation(SYSTEM, f"{facts}\n{QUESTION}")
-    # At most 6 tokens a character (an escape, a character a token) plus the JSON around
-    # it: the grammar always closes the object within the budget.
-    request = GenerationRequest(prompt_ids=chat_prompt_ids(engine.tokenizer, chat),
-                                max_new_tokens=6 * SUMMARY_CHARS + 32, temperature=0.0,
-                                json_schema=json.dumps(Summary.model_json_schema()), seed=0)
-    return Summary.model_validate_json((await engine.generate(request)).text).summary
+    return (await write_valid(engine, chat, Summary, SUMMARY_CHARS)).summary
 
 
 async def refresh(engine: InferenceEngine, trajectories: Trajectories, readers: list[str],

@@ -9,13 +9,11 @@ the token budget, so the description is always valid.
 
 from __future__ import annotations
 
-import json
-
 from pydantic import BaseModel, Field
 
 from agents.llm.engine import InferenceEngine
-from agents.llm.jobs import GenerationRequest
-from agents.llm.prompts import chat_prompt_ids, conversation
+from agents.llm.prompts import conversation
+from agents.llm.structured import write_valid
 from training.analysis.policies import OPENING, EmpiricalStrategy
 
 DESCRIPTION_CHARS = 160
@@ -66,14 +64,6 @@ def description_prompt(agent: str, strategy: EmpiricalStrategy, names: list[str]
 
 async def describe_strategy(engine: InferenceEngine, prompt: str) -> StrategyDescription:
     """The model's description of the strategy in `prompt`, greedy, always schema-valid."""
-    schema = json.dumps(StrategyDescription.model_json_schema())
     chat = [*conversation(SYSTEM, EXAMPLE), {"role": "assistant", "content": EXAMPLE_ANSWER},
             {"role": "user", "content": prompt}]
-    ids = chat_prompt_ids(engine.tokenizer, chat)
-    # A character of the string takes at most 6 tokens (a \uXXXX escape, one character a
-    # token): the limit plus the JSON around it always fits, so the grammar closes the
-    # object before the budget runs out. The budget is a bound; a greedy answer stops early.
-    request = GenerationRequest(prompt_ids=ids, max_new_tokens=6 * DESCRIPTION_CHARS + 32,
-                                temperature=0.0, json_schema=schema, seed=0)
-    generation = await engine.generate(request)
-    return StrategyDescription.model_validate_json(generation.text)
+    return await write_valid(engine, chat, StrategyDescription, DESCRIPTION_CHARS)
