@@ -140,7 +140,8 @@ def train(scenario: TrainScenario, out: Path, iterations: int | None = None,
             trajectories = assemble(rollout.envelopes)
             socialised = time.perf_counter()
             if config.social and iteration % config.social.every == 0:
-                playing = _socialise(engine, trajectories, playing, scenario, iteration, out)
+                playing = _socialise(engine, trajectories, playing, scenario, sorted(adapters),
+                                     iteration, out)
             social_s = time.perf_counter() - socialised
             metrics = _learn(learners, rollout, trajectories, set(adapters.values()), config,
                              iteration)
@@ -255,13 +256,13 @@ async def _collect(scenario: TrainScenario, engine: InferenceEngine, config: PPO
 
 
 def _socialise(engine: InferenceEngine, trajectories: Trajectories, playing: TrainScenario,
-               scenario: TrainScenario, iteration: int, out: Path) -> TrainScenario:
+               scenario: TrainScenario, learning: list[str], iteration: int,
+               out: Path) -> TrainScenario:
     """`playing` with each learning agent's new summary of what the others did
     (`training.social`); OUT/scenario.yaml follows, so an evaluation reads them too."""
 
     async def summaries() -> dict[str, str]:
         try:
-            learning = sorted(adapter_names(scenario))
             return await refresh(engine, trajectories, learning, iteration, out)
         finally:
             await engine.aclose()

@@ -30,7 +30,7 @@ from training.analysis.crossplay import (
     population,
     population_label,
 )
-from training.analysis.game import analyze_game, matrix_options, normal_form
+from training.analysis.game import NormalForm, analyze_game, matrix_options, normal_form
 from training.analysis.policies import EmpiricalStrategy, Exploitability, empirical_strategies
 from training.analysis.policies import exploitability as judge
 from training.progress import status_bar
@@ -63,13 +63,13 @@ class PoliciesAnalysis(BaseModel):
     cross_play: CrossPlay | None = None
 
 
-def judge_play(label: str, games: Mapping[str, Sequence[Envelope]],
-               scenario: Scenario) -> PolicyReport:
-    """A policy's empirical strategies and how exploitable they are together.
+def judge_play(label: str, games: Mapping[str, Sequence[Envelope]], game: NormalForm,
+               rounds: int) -> PolicyReport:
+    """A policy's empirical strategies and how exploitable they are together over the
+    repeated `game`'s `rounds`.
 
     `games` holds, per player, the envelopes of the games where this policy played it.
     """
-    game = normal_form(scenario)
     names = game.actions[0]
     strategies = {}
     for player in game.players:
@@ -79,7 +79,6 @@ def judge_play(label: str, games: Mapping[str, Sequence[Envelope]],
                              f"are {game.players}, it has {sorted(counted) or 'none'}")
         strategies[player] = counted[player]
     policy = {agent: s.memory_one(names) for agent, s in strategies.items()}
-    rounds = matrix_options(scenario).rounds
     return PolicyReport(label=label, strategies=strategies,
                         exploitability=judge(policy, game.players, game.payoffs, rounds))
 
@@ -92,7 +91,8 @@ async def analyze_policies(scenario: Scenario, adapters: Sequence[Path], episode
     With `describe`, the scenario's model describes each policy's players in words;
     with `progress`, a progress bar counts the pairings.
     """
-    game = analyze_game(normal_form(scenario))
+    stage, rounds = normal_form(scenario), matrix_options(scenario).rounds
+    game = analyze_game(stage)
     entrants = [as_written(scenario)]
     engine = None
     if adapters:
@@ -104,35 +104,32 @@ async def analyze_policies(scenario: Scenario, adapters: Sequence[Path], episode
     with status_bar(progress, "cross-play", len(entrants) ** 2) as advance:
         played, games = await cross_play(scenario, entrants, episodes, seed, concurrency,
                                          engine, advance)
-    policies = [judge_play(e.label, games[e.label], scenario) for e in entrants]
+    policies = [judge_play(e.label, games[e.label], stage, rounds) for e in entrants]
     if describe:
         for policy in policies:
-            await _describe(policy, scenario, engine)
-    return PoliciesAnalysis(
-        game=game.title, rounds=matrix_options(scenario).rounds, actions=game.actions[0],
-        policies=policies, cross_play=played)
+            await _describe(policy, scenario, stage.actions[0], engine)
+    return PoliciesAnalysis(game=game.title, rounds=rounds, actions=game.actions[0],
+                            policies=policies, cross_play=played)
 
 
 async def recorded_policies(scenario: Scenario, envelopes: Sequence[Envelope], label: str,
                             describe: bool = False) -> PoliciesAnalysis:
     """The analysis of one recording: its agents' strategies and exploitability."""
-    game = normal_form(scenario)
-    games = dict.fromkeys(game.players, envelopes)
-    policy = judge_play(label, games, scenario)
+    game, rounds = normal_form(scenario), matrix_options(scenario).rounds
+    policy = judge_play(label, dict.fromkeys(game.players, envelopes), game, rounds)
     if describe:
-        await _describe(policy, scenario, None)
-    return PoliciesAnalysis(game=game.title, rounds=matrix_options(scenario).rounds,
-                            actions=game.actions[0], policies=[policy])
+        await _describe(policy, scenario, game.actions[0], None)
+    return PoliciesAnalysis(game=game.title, rounds=rounds, actions=game.actions[0],
+                            policies=[policy])
 
 
-async def _describe(policy: PolicyReport, scenario: Scenario,
+async def _describe(policy: PolicyReport, scenario: Scenario, names: list[str],
                     engine: InferenceEngine | None) -> None:
     """Fill `policy.descriptions`: the scenario's base model describes each player."""
     from agents.llm.engine import get_engine
     from training.analysis.describe import describe_strategy, description_prompt
 
     engine = engine or get_engine(scenario.model)
-    names = normal_form(scenario).actions[0]
     for player, strategy in policy.strategies.items():
         prompt = description_prompt(player, strategy, names)
         policy.descriptions[player] = (await describe_strategy(engine, prompt)).strategy
