@@ -57,6 +57,7 @@ def register(commands: Any) -> None:
     _register_eval(commands)
     register_analyze(commands)
     _register_ablate(commands)
+    _register_distill(commands)
 
     plot = commands.add_parser("plot", help="PNG learning curves of a training run")
     plot.add_argument("run", type=Path)
@@ -94,6 +95,23 @@ def _register_ablate(commands: Any) -> None:
     ablation.add_argument("--threshold", type=float, default=0.8,
                           help="training success whose first iteration the table reports")
     ablation.set_defaults(handler=_ablate)
+
+
+def _register_distill(commands: Any) -> None:
+    distill = commands.add_parser("distill", help="distil a trained teacher into a student, "
+                                  "by KL and by a description in words")
+    distill.add_argument("scenario", type=Path)
+    distill.add_argument("--teacher", type=Path, required=True,
+                         help="a training run folder, or its adapters folder")
+    distill.add_argument("--out", type=Path, required=True)
+    distill.add_argument("--episodes", type=positive, default=64,
+                         help="teacher episodes to learn from")
+    distill.add_argument("--epochs", type=positive, default=4)
+    distill.add_argument("--eval-episodes", type=positive, default=200)
+    distill.add_argument("--concurrency", type=positive, default=12)
+    distill.add_argument("--no-progress", action="store_true")
+    add_settings(distill)
+    distill.set_defaults(handler=_distill)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -138,6 +156,23 @@ def _eval(args: argparse.Namespace) -> int:
         from training.analysis.cli import message_analysis
 
         message_analysis(envelopes, scenario, args.adapters, args.messages)
+    return 0
+
+
+def _distill(args: argparse.Namespace) -> int:
+    from runtime.preflight import preflight
+    from training.distill_run import DistillSettings, distill, render_distill, teacher_adapters
+    from training.train_scenario import load_train_scenario
+
+    input_folder("--teacher", args.teacher)
+    output_folder("--out", args.out)
+    teacher_adapters(args.teacher)  # before loading the model: a wrong folder fails fast
+    scenario = load_train_scenario(args.scenario, dict(args.settings))
+    preflight(scenario)
+    report = distill(scenario, DistillSettings(
+        args.teacher, args.out, args.episodes, args.epochs, eval_episodes=args.eval_episodes,
+        concurrency=args.concurrency, progress=not args.no_progress))
+    print(render_distill(report))
     return 0
 
 

@@ -12,7 +12,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from protocols.imports import import_object
+
 CriticKind = Literal["central", "independent", "none"]
+SUBGOAL_CHARS = 80
 
 
 class SocialConfig(BaseModel):
@@ -21,6 +24,57 @@ class SocialConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     every: int = Field(default=1, ge=1, description="Iterations between refreshes.")
+
+
+class SubGoal(BaseModel):
+    """One sub-goal of the scenario's goal: what a state meets, and what meeting it is worth."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    description: str = Field(min_length=1, max_length=SUBGOAL_CHARS,
+                             description="A condition a state of the game can meet.")
+    value: Literal[1, 2, 3, 4, 5] = Field(description="How much meeting it is worth, 1-5.")
+
+
+class ShapingConfig(BaseModel):
+    """`training.shaping`: potential-based reward shaping from sub-goals of a goal."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    goal: str | None = Field(default=None, min_length=1, description="The goal in words; "
+                             "the base model splits it into sub-goals.")
+    subgoals: list[SubGoal] | None = Field(default=None, min_length=1, description="The "
+                                           "sub-goals, given: the model writes none.")
+    max_subgoals: int = Field(default=3, ge=1, le=5, description="Most sub-goals written.")
+    judge: str = Field(default="model", description="Who decides whether a state meets a "
+                       "sub-goal: `model` (the base model answers yes or no) or "
+                       "`module:function`, called as function(subgoal, state) -> bool.")
+    scale: float = Field(default=1.0, gt=0.0, description="Potential of a state meeting "
+                         "every sub-goal.")
+
+    @model_validator(mode="after")
+    def _goal_or_subgoals(self) -> ShapingConfig:
+        if self.goal is None and self.subgoals is None:
+            raise ValueError("give a goal (the model writes sub-goals) or the subgoals")
+        if self.judge != "model":
+            import_object(self.judge)  # a predicate that does not import fails here, by name
+        return self
+
+
+class StopConfig(BaseModel):
+    """`training.stop`: end the run early once the training success rate holds a target."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    success: float = Field(ge=0.0, le=1.0, description="The success rate to hold.")
+    window: int = Field(
+        default=3, ge=1, description="Consecutive iterations whose mean success must reach it."
+    )
+
+    def reached(self, history: list[float]) -> bool:
+        """Whether the last `window` iterations' success rates average at least `success`."""
+        recent = history[-self.window:]
+        return len(recent) == self.window and math.fsum(recent) / self.window >= self.success
 
 
 class PPOConfig(BaseModel):
@@ -177,6 +231,18 @@ class PPOConfig(BaseModel):
         description="Social learning: every `every` iterations the base model summarises "
         "the other agents' recent messages and each learning agent reads its summary at "
         "the end of its system prompt (recorded in OUT/social.jsonl); None: off.",
+    )
+
+    shaping: ShapingConfig | None = Field(
+        default=None,
+        description="Reward shaping: each agent-step's reward gains gamma * Phi(s') - "
+        "Phi(s), Phi the value of the sub-goals the state meets (training.shaping); None: off.",
+    )
+    stop: StopConfig | None = Field(
+        default=None,
+        description="Early stop: end the run (with a checkpoint and the final adapters) once "
+        "the mean training success of the last `window` iterations reaches `success`; "
+        "None: run every iteration.",
     )
 
     @model_validator(mode="after")

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import structlog
 from pydantic import Field
 
+from agents.llm.engine import InferenceEngine
 from runtime.play import PlaySettings, Tap, play
 from runtime.scenario import Scenario
 from runtime.summary import RunSummary
@@ -61,7 +62,7 @@ def with_intervals(summary: RunSummary, seed: int | None = None) -> EvalSummary:
 
 async def evaluate(
     scenario: Scenario, episodes: int, seed: int, adapters: str | None = None,
-    concurrency: int = 1, taps: Sequence[Tap] = (),
+    concurrency: int = 1, taps: Sequence[Tap] = (), engine: InferenceEngine | None = None,
 ) -> EvalSummary:
     """Run `episodes` episodes of a scenario and summarise them with 95% intervals.
 
@@ -72,11 +73,14 @@ async def evaluate(
         adapters: directory of trained LoRA adapters for LLM agents, or None for the base model.
         concurrency: episodes played at once (1: one after another, as `parley run`).
         taps: callables that see every envelope (a recording, the message analysis).
+        engine: the engine LLM agents play on (default: the process-wide one of the
+            scenario's model), e.g. one holding adapters under names of its own.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
     settings = PlaySettings(episodes=episodes, seed=seed, concurrency=concurrency,
-                            adapters=adapters, run_id=f"{scenario.name}-eval", taps=taps)
+                            adapters=adapters, run_id=f"{scenario.name}-eval", taps=taps,
+                            engine=engine)
     summary = with_intervals(await play(scenario, settings), seed)
     log.info("evaluation_done", scenario=scenario.name, episodes=episodes, seed=seed,
              success_rate=summary.success_rate, success_rate_ci95=summary.success_rate_ci95)

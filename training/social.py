@@ -42,6 +42,12 @@ class Summary(BaseModel):
                          description="What the other players did, in one or two sentences.")
 
 
+def counted(things: Counter[str], most: int = 3) -> str:
+    """`'a' (3 times), 'b' (1 time)`: the most common few, with their counts."""
+    return ", ".join(f"'{thing}' ({n} time{'s' * (n != 1)})"
+                     for thing, n in things.most_common(most))
+
+
 def facts_for(reader: str, trajectories: Trajectories) -> str:
     """The other agents' messages by what they knew, counted, a line per sender."""
     said: dict[str, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
@@ -52,9 +58,7 @@ def facts_for(reader: str, trajectories: Trajectories) -> str:
     for sender, meanings in sorted(said.items()):
         parts = []
         for meaning, messages in sorted(meanings.items())[:FACTS_PER_SENDER]:
-            counted = ", ".join(f"'{m}' ({n} time{'s' * (n != 1)})"
-                                for m, n in messages.most_common(3))
-            parts.append(f"when it knew '{meaning}', it said {counted}")
+            parts.append(f"when it knew '{meaning}', it said {counted(messages)}")
         lines.append(f"{sender}: " + "; ".join(parts) + ".")
     return "\n".join(lines)
 
@@ -91,11 +95,16 @@ def latest_summaries(out: Path) -> dict[str, str]:
 
 def with_summaries(scenario: S, base: Scenario, summaries: dict[str, str]) -> S:
     """`scenario` with each summary after its agent's system prompt in `base`."""
+    return with_prompt_notes(scenario, base, summaries, "What the others did lately")
+
+
+def with_prompt_notes(scenario: S, base: Scenario, notes: dict[str, str], heading: str) -> S:
+    """`scenario` with each agent's note (`heading: note`) after its system prompt in `base`."""
     agents = dict(scenario.agents)
-    for name, summary in summaries.items():
+    for name, note in notes.items():
         spec = agents[name]
         prompt = str(base.agents[name].options.get("system_prompt", DEFAULT_SYSTEM_PROMPT))
-        escaped = summary.replace("{", "{{").replace("}", "}}")  # the prompt is a template
+        escaped = note.replace("{", "{{").replace("}", "}}")  # the prompt is a template
         agents[name] = spec.model_copy(update={"options": {
-            **spec.options, "system_prompt": f"{prompt}\nWhat the others did lately: {escaped}"}})
+            **spec.options, "system_prompt": f"{prompt}\n{heading}: {escaped}"}})
     return scenario.model_copy(update={"agents": agents})

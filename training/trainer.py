@@ -24,7 +24,7 @@ torch's thread count for the whole process.
 
 from __future__ import annotations
 
-import asyncio
+import math
 import os
 import shutil
 import time
@@ -36,8 +36,14 @@ import torch
 import yaml
 from peft import PeftModel
 
-from agents.llm.adapters import attach_adapters, enable_adapter_grads, load_adapters, save_adapters
-from agents.llm.engine import InferenceEngine
+from agents.llm.adapters import (
+    adapter_params,
+    attach_adapters,
+    enable_adapter_grads,
+    load_adapters,
+    save_adapters,
+)
+from agents.llm.engine import InferenceEngine, run_on
 from agents.llm.loading import load_model
 from runtime.play import agent_seed
 from training.checkpoint import ADAPTERS, latest_checkpoint, restore_checkpoint, save_checkpoint
@@ -46,6 +52,8 @@ from training.critic import Critic
 from training.hidden import hidden_size
 from training.metrics import MetricsWriter, iteration_metrics, progress_bar
 from training.rollout import Rollout, collect_rollout
+from training.shaping import Shaper, shape
+from training.shaping import record as record_shaping
 from training.social import latest_summaries, refresh, with_summaries
 from training.train_scenario import TrainScenario
 from training.trajectory import Trajectories, assemble
@@ -112,6 +120,9 @@ def train(scenario: TrainScenario, out: Path, iterations: int | None = None,
         iterations: total iterations of the run (default: the scenario's).
         resume: continue from the latest checkpoint in `out`.
         progress: show a progress bar with live metrics.
+
+    With `training.stop` the run ends once the training success holds its target
+    (counted over this invocation's iterations: a resumed run starts counting again).
     """
     config = scenario.training
     total = iterations if iterations is not None else config.iterations
@@ -130,14 +141,22 @@ def train(scenario: TrainScenario, out: Path, iterations: int | None = None,
     start = restore_checkpoint(checkpoint, critic, optimisers) if checkpoint else 0
     playing = with_summaries(playing, scenario, latest_summaries(out) if resume else {})
     _write_scenario(out, playing)
+    shaper = (run_on(engine, Shaper.create(engine, config.shaping))
+              if config.shaping else None)
+    successes: list[float] = []
     with MetricsWriter(out, start_iteration=start) as writer, \
             progress_bar(progress, total, start) as advance:
         for iteration in range(start, total):
             began = time.perf_counter()
             set_learning_rates(optimisers, config, iteration, total)
             # 1-2. Roll out with the current adapters; assemble trajectories.
-            rollout = asyncio.run(_collect(playing, engine, config, iteration))
+            rollout = _collect(playing, engine, config, iteration)
             trajectories = assemble(rollout.envelopes)
+            shaped = None
+            if shaper is not None:  # the rewards learnt from gain the shaping bonus
+                shaped = run_on(engine, shape(shaper, trajectories, config.gamma))
+                record_shaping(out, shaper, shaped, iteration)
+                trajectories = shaped.trajectories
             socialised = time.perf_counter()
             if config.social and iteration % config.social.every == 0:
                 playing = _socialise(engine, trajectories, playing, scenario, sorted(adapters),
@@ -146,15 +165,21 @@ def train(scenario: TrainScenario, out: Path, iterations: int | None = None,
             metrics = _learn(learners, rollout, trajectories, set(adapters.values()), config,
                              iteration)
             metrics |= {"wall_s": time.perf_counter() - began} | (
-                {"social_s": social_s} if config.social else {})
+                {"social_s": social_s} if config.social else {}) | (
+                shaped.metrics() if shaped else {})
             completed = iteration + 1
-            if completed % config.checkpoint_every == 0 or completed == total:
+            successes.append(metrics.get("success_rate", math.nan))
+            stopping = config.stop is not None and config.stop.reached(successes)
+            if completed % config.checkpoint_every == 0 or completed == total or stopping:
                 save_checkpoint(out, completed, model, critic, optimisers, metrics,
                                 config.keep_checkpoints)
             writer.write(iteration, metrics)
             log.info("iteration_done", iteration=iteration, **{k: round(v, 4) for k, v in
                                                               metrics.items()})
             advance(metrics)
+            if stopping:
+                log.info("target_success_held", iteration=iteration)
+                break
     return _save_final(model, learners.actors, out)
 
 
@@ -210,12 +235,12 @@ def build_learners(scenario: TrainScenario, adapters: list[str],
     if unknown := sorted(set(config.actor_lr_scale) - set(adapters)):
         raise ValueError(f"training.actor_lr_scale: no adapter {', '.join(unknown)}; the "
                          f"adapters are {', '.join(sorted(adapters))}")
-    groups = [{"params": _adapter_params(model, [name]),
+    groups = [{"params": adapter_params(model, [name]),
                "scale": config.actor_lr_scale.get(name, 1.0)} for name in sorted(adapters)]
     optimisers: dict[str, torch.optim.Optimizer] = {
         "actor": torch.optim.Adam(groups, lr=config.actor_lr, eps=1e-5)}
     if critic is not None:
-        params = [*critic.parameters(), *_adapter_params(model, critic_adapters)]
+        params = [*critic.parameters(), *adapter_params(model, critic_adapters)]
         optimisers["critic"] = torch.optim.Adam(params, lr=config.critic_lr, eps=1e-5)
     return Learners(engine, model, critic, optimisers, adapters)
 
@@ -237,22 +262,11 @@ def _with_adapters(engine: InferenceEngine, actors: list[str], critics: list[str
     return model
 
 
-def _adapter_params(model: torch.nn.Module, adapters: list[str]) -> list[torch.nn.Parameter]:
-    """The LoRA parameters of `adapters`, in name order (the same fresh or loaded from disk).
-
-    peft names them `...lora_A.<adapter>.weight`."""
-    wanted = {f".{name}." for name in adapters}
-    return [param for name, param in sorted(model.named_parameters())
-            if param.requires_grad and any(part in name for part in wanted)]
-
-
-async def _collect(scenario: TrainScenario, engine: InferenceEngine, config: PPOConfig,
-                   iteration: int) -> Rollout:
-    try:
-        return await collect_rollout(scenario, engine, config.episodes_per_iteration,
-                                     iteration_seed(config.seed, iteration), config.concurrency)
-    finally:
-        await engine.aclose()
+def _collect(scenario: TrainScenario, engine: InferenceEngine, config: PPOConfig,
+             iteration: int) -> Rollout:
+    return run_on(engine, collect_rollout(
+        scenario, engine, config.episodes_per_iteration, iteration_seed(config.seed, iteration),
+        config.concurrency))
 
 
 def _socialise(engine: InferenceEngine, trajectories: Trajectories, playing: TrainScenario,
@@ -260,14 +274,8 @@ def _socialise(engine: InferenceEngine, trajectories: Trajectories, playing: Tra
                out: Path) -> TrainScenario:
     """`playing` with each learning agent's new summary of what the others did
     (`training.social`); OUT/scenario.yaml follows, so an evaluation reads them too."""
-
-    async def summaries() -> dict[str, str]:
-        try:
-            return await refresh(engine, trajectories, learning, iteration, out)
-        finally:
-            await engine.aclose()
-
-    playing = with_summaries(playing, scenario, asyncio.run(summaries()))
+    summaries = run_on(engine, refresh(engine, trajectories, learning, iteration, out))
+    playing = with_summaries(playing, scenario, summaries)
     _write_scenario(out, playing)
     return playing
 

@@ -86,6 +86,15 @@ def enable_adapter_grads(model: PeftModel, names: Sequence[str]) -> None:
     model.set_requires_grad(list(names), requires_grad=True)
 
 
+def adapter_params(model: torch.nn.Module, adapters: list[str]) -> list[torch.nn.Parameter]:
+    """The LoRA parameters of `adapters`, in name order (the same fresh or loaded from disk).
+
+    peft names them `...lora_A.<adapter>.weight`."""
+    wanted = {f".{name}." for name in adapters}
+    return [param for name, param in sorted(model.named_parameters())
+            if param.requires_grad and any(part in name for part in wanted)]
+
+
 def save_adapters(model: PeftModel, directory: str | Path,
                   names: Sequence[str] | None = None) -> list[str]:
     """Save `names` (default: every adapter of `model`) to `<directory>/<name>/`; returns

@@ -15,8 +15,9 @@ import contextlib
 import random
 import threading
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 import torch
@@ -255,6 +256,7 @@ class InferenceEngine:
         return int(pad) if pad is not None else self.stop_ids[0]
 
 
+T = TypeVar("T")
 _ENGINES: dict[ModelConfig, InferenceEngine] = {}
 _ENGINES_LOCK = threading.Lock()
 
@@ -268,3 +270,15 @@ def get_engine(config: ModelConfig) -> InferenceEngine:
             engine = InferenceEngine(model, tokenizer)
             _ENGINES[config] = engine
         return engine
+
+
+def run_on(engine: InferenceEngine, work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` in a fresh event loop, then close the engine's batcher (it lives there)."""
+
+    async def run() -> T:
+        try:
+            return await work
+        finally:
+            await engine.aclose()
+
+    return asyncio.run(run())

@@ -88,11 +88,17 @@ def action_score(totals: Tensor, trace: PolicyTrace, chosen: int) -> Score:
         trace: the action's trace: its options, temperature and epsilon.
         chosen: position of the chosen action in the legal set.
     """
-    scores = per_token(totals, recorded_options(trace))  # as the agent compares options
-    probs = action_distribution(scores, trace.temperature, trace.epsilon)
+    probs = action_probs(totals, trace)
     # The clamp keeps 0 * log 0 at 0 with a finite gradient (greedy's one-hot).
     entropy = -(probs * torch.log(probs.clamp_min(1e-300))).sum()
     return Score(torch.log(probs[chosen]), entropy)
+
+
+def action_probs(totals: Tensor, trace: PolicyTrace) -> Tensor:
+    """The distribution over the legal set an action was drawn from, as the agent drew it:
+    each option's mean token log-prob, then the tempered, epsilon-mixed softmax."""
+    scores = per_token(totals, recorded_options(trace))  # as the agent compares options
+    return action_distribution(scores, trace.temperature, trace.epsilon)
 
 
 def token_scores(logits: Tensor, trace: PolicyTrace, allowed: Tensor | None) -> TokenScores:
@@ -104,8 +110,7 @@ def token_scores(logits: Tensor, trace: PolicyTrace, allowed: Tensor | None) -> 
         allowed: (tokens, vocab) bool mask of what the JSON Schema allowed at each
             position (`SchemaGrammar.replay_masks`); None when unconstrained.
     """
-    if allowed is not None:
-        logits = logits.masked_fill(~allowed.to(logits.device), float("-inf"))
+    logits = schema_masked(logits, allowed)
     targets = torch.tensor(trace.token_ids, device=logits.device)
     # `keep`: a rounding difference at the nucleus edge cannot cut a sampled token.
     logprobs = sampling_logprobs(logits, trace.temperature, trace.top_p, keep=targets)
@@ -113,6 +118,28 @@ def token_scores(logits: Tensor, trace: PolicyTrace, allowed: Tensor | None) -> 
     # Masked-out tokens have log-prob -inf and probability 0: they add 0 (and no NaN).
     safe = logprobs.masked_fill(~torch.isfinite(logprobs), 0.0)
     return TokenScores(picked, -(logprobs.exp() * safe).sum(dim=-1))
+
+
+def schema_masked(logits: Tensor, allowed: Tensor | None) -> Tensor:
+    """`logits` with what the JSON Schema forbade at each position set to -inf."""
+    if allowed is None:
+        return logits
+    return logits.masked_fill(~allowed.to(logits.device), float("-inf"))
+
+
+def message_masks(model: nn.Module, traces: Sequence[PolicyTrace],
+                  tokenizer: PreTrainedTokenizerBase) -> list[Tensor | None]:
+    """Per message, what its schema allowed at each position (None: unconstrained)."""
+    grammar: SchemaGrammar | None = None
+    masks: list[Tensor | None] = []
+    for trace in traces:
+        if trace.constraint is None:
+            masks.append(None)
+            continue
+        grammar = grammar or schema_grammar(tokenizer, logits_width(model),
+                                            stop_token_ids(model, tokenizer))
+        masks.append(grammar.replay_masks(trace.constraint, trace.token_ids))
+    return masks
 
 
 def message_logits(model: nn.Module, traces: Sequence[PolicyTrace]) -> list[Tensor]:
@@ -146,16 +173,9 @@ def score_messages(
     """
     if not traces:
         return []
-    grammar: SchemaGrammar | None = None
-    out = []
-    for trace, logits in zip(traces, message_logits(model, traces), strict=True):
-        allowed = None
-        if trace.constraint is not None:
-            grammar = grammar or schema_grammar(tokenizer, logits_width(model),
-                                                stop_token_ids(model, tokenizer))
-            allowed = grammar.replay_masks(trace.constraint, trace.token_ids)
-        out.append(token_scores(logits, trace, allowed))
-    return out
+    return [token_scores(logits, trace, allowed) for trace, logits, allowed in zip(
+        traces, message_logits(model, traces), message_masks(model, traces, tokenizer),
+        strict=True)]
 
 
 def score_actions(model: nn.Module, choices: Sequence[tuple[PolicyTrace, int]]) -> list[Score]:

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from runtime.scenario import load_scenario
 from runtime.scenario_yaml import ScenarioError
 from training.bench import bench_train, render_train_bench
-from training.config import PPOConfig
+from training.config import PPOConfig, StopConfig
 from training.metrics import read_metrics
 from training.rollout import collect_rollout
 from training.train_scenario import TrainScenario, load_train_scenario
@@ -138,6 +138,27 @@ def test_resume_reproduces_the_straight_run_exactly(tmp_path: Path,
     rows = [[{k: repr(v) for k, v in row.items() if k not in TIMING}  # repr: nan == nan
              for row in read_metrics(run)] for run in (straight, resumed)]
     assert len(rows[0]) == 2 and rows[0] == rows[1]
+
+
+def test_a_run_stops_once_its_success_target_holds_for_the_window(
+    tmp_path: Path, tiny_model_dir: Path,
+) -> None:
+    full = tmp_path / "full"
+    train(_scenario(tmp_path, tiny_model_dir, critic="none"), full, iterations=3, progress=False)
+    rates = [row["success_rate"] for row in read_metrics(full)]
+    target = (rates[0] + rates[1]) / 2  # held by iterations 0-1 of the same seeded run
+    out = tmp_path / "stopped"
+    scenario = _scenario(tmp_path, tiny_model_dir, critic="none",
+                         stop={"success": target, "window": 2})
+    adapters = train(scenario, out, iterations=3, progress=False)
+    assert [row["success_rate"] for row in read_metrics(out)] == rates[:2]
+    assert (out / "checkpoints" / "iter_0002").is_dir() and (adapters / "speaker").is_dir()
+
+
+def test_the_success_target_needs_a_full_window() -> None:
+    stop = StopConfig(success=0.9, window=3)
+    assert not stop.reached([1.0, 1.0])
+    assert stop.reached([0.2, 0.9, 0.9, 0.9]) and not stop.reached([0.9, 0.9, 0.8])
 
 
 def test_shared_policy_trains_one_adapter_that_the_run_can_play(
