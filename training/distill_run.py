@@ -146,8 +146,8 @@ def _fit(engine: InferenceEngine, scenario: TrainScenario, trajectories: Traject
 def distill(scenario: TrainScenario, settings: DistillSettings) -> DistillReport:
     """Both routes from the teacher in `settings.teacher`; the report is also OUT/distill.json."""
     adapters = teacher_adapters(settings.teacher)
-    began = time.perf_counter()
     engine, names = _engine(scenario, adapters)
+    began = time.perf_counter()  # after loading, as training's metrics.csv counts its wall
     teacher = _playing(scenario, TEACHER, names)
     rollout = run_on(engine, collect_rollout(teacher, engine, settings.episodes,
                                              scenario.training.seed, settings.concurrency))

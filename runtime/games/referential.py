@@ -74,6 +74,14 @@ class ReferentialOptions(GameOptions):
     rounds: int = Field(default=1, ge=1, description="Rounds (steps) per episode.")
     reward_correct: float = Field(default=1.0, description="Team reward for a correct pick.")
     reward_wrong: float = Field(default=0.0, description="Team reward for a wrong pick.")
+    reward_at: Literal["each_round", "end"] = Field(
+        default="each_round",
+        description="each_round: every pick is paid at once; end: nothing until the last "
+        "round, then the rounds' mean pay (a sparse reward over `rounds` steps).",
+    )
+    show_score: bool = Field(
+        default=False, description="Round headers say how many picks were right so far."
+    )
     wording: Literal["full", "brief"] = Field(
         default="full",
         description="full: observations explain the game in sentences; brief: only the "
@@ -166,8 +174,8 @@ class ReferentialGame(ParallelEnv):  # type: ignore[misc]  # pettingzoo ships no
         correct = pick is not None and self._listener_order[pick] == self._target
         self._correct += int(correct)
         self._round += 1
-        reward = self.options.reward_correct if correct else self.options.reward_wrong
         done = self._round >= self.options.rounds
+        reward = self._reward(correct, done)
         info: dict[str, Any] = {"correct": correct, "round": self._round}
         if done:
             info["success"] = self._correct == self.options.rounds
@@ -187,6 +195,13 @@ class ReferentialGame(ParallelEnv):  # type: ignore[misc]  # pettingzoo ships no
             {agent: dict(info) for agent in agents},
         )
 
+    def _reward(self, correct: bool, done: bool) -> float:
+        """This pick's pay, or with `reward_at: end` nothing until the episode's mean pay."""
+        low, high = self.options.reward_wrong, self.options.reward_correct
+        if self.options.reward_at == "each_round":
+            return high if correct else low
+        return low + (high - low) * self._correct / self.options.rounds if done else 0.0
+
     def action_names(self, agent: str) -> list[str]:
         """`done` for the speaker; for the listener, object descriptions in its own order."""
         if agent == SPEAKER:
@@ -200,6 +215,8 @@ class ReferentialGame(ParallelEnv):  # type: ignore[misc]  # pettingzoo ships no
         header = (
             f"Round {self._round + 1} of {self.options.rounds}. " if self.options.rounds > 1 else ""
         )
+        if self.options.show_score and self._round:
+            header += f"Right so far: {self._correct} of {self._round}. "
         if self.options.wording == "brief":
             return self._brief_observation(agent, header)
         if agent == SPEAKER and self.options.speaker_view == "target":

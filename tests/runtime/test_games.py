@@ -241,6 +241,20 @@ def test_rounds_draw_new_objects_and_end_the_episode() -> None:
     assert infos["speaker"]["success_rate"] == 1.0 and env.agents == []
 
 
+
+def test_a_sparse_referential_game_pays_the_mean_only_at_the_end_and_shows_the_score() -> None:
+    env = ReferentialGame(rounds=3, reward_at="end", show_score=True, reward_wrong=-1.0)
+    env.reset(seed=2)
+    paid = []
+    for round_, (right, so_far) in enumerate(((True, ""), (False, "1 of 1"), (True, "1 of 2"))):
+        assert (f"Right so far: {so_far}." in env.text_observation("listener")) is (round_ > 0)
+        names = env.action_names("listener")
+        target = names.index(target_of(env))
+        pick = target if right else (target + 1) % len(names)
+        _, rewards, _, _, _ = env.step({"speaker": 0, "listener": pick})
+        paid.append(rewards["listener"])
+    assert paid == [0.0, 0.0, pytest.approx(-1.0 + 2.0 * 2 / 3)]
+
 # --- matrix --------------------------------------------------------------------------------
 
 
