@@ -27,14 +27,10 @@ import torch
 from agents.llm.adapters import adapter_scope
 from agents.llm.decoding import option_totals
 from agents.llm.policy import message_logits
+from training.learners import Learners, build_learners
 from training.rollout import collect_rollout
 from training.train_scenario import TrainScenario, load_train_scenario
-from training.trainer import (
-    Learners,
-    adapter_names,
-    build_learners,
-    scenario_for_training,
-)
+from training.trainer import adapter_names, scenario_for_training
 from training.trajectory import Decision, Trajectories, assemble
 from training.update import ppo_update, prepare_batch
 

@@ -28,7 +28,6 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -36,20 +35,12 @@ import torch
 import yaml
 from peft import PeftModel
 
-from agents.llm.adapters import (
-    adapter_params,
-    attach_adapters,
-    enable_adapter_grads,
-    load_adapters,
-    save_adapters,
-)
+from agents.llm.adapters import save_adapters
 from agents.llm.engine import InferenceEngine, run_on
-from agents.llm.loading import load_model
 from runtime.play import agent_seed
 from training.checkpoint import ADAPTERS, latest_checkpoint, restore_checkpoint, save_checkpoint
 from training.config import PPOConfig
-from training.critic import Critic
-from training.hidden import hidden_size
+from training.learners import Learners, build_learners
 from training.metrics import MetricsWriter, iteration_metrics, progress_bar
 from training.rollout import Rollout, collect_rollout
 from training.shaping import Shaper, shape
@@ -127,52 +118,33 @@ def train(scenario: TrainScenario, out: Path, iterations: int | None = None,
     config = scenario.training
     total = iterations if iterations is not None else config.iterations
     adapters = adapter_names(scenario)
-    playing = scenario_for_training(scenario, adapters)
-    checkpoint = latest_checkpoint(out) if resume else None
-    if resume and checkpoint is None:
-        raise FileNotFoundError(f"--resume: no checkpoint under {out / 'checkpoints'}")
-    if not resume and latest_checkpoint(out) is not None:
-        raise FileExistsError(f"{out} holds an earlier run: resume it or choose another folder")
+    checkpoint = _checkpoint_to_resume(out, resume)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     learners = build_learners(scenario, sorted(set(adapters.values())), checkpoint)
-    engine, model, critic, optimisers = (learners.engine, learners.model, learners.critic,
-                                         learners.optimisers)
-    start = restore_checkpoint(checkpoint, critic, optimisers) if checkpoint else 0
-    playing = with_summaries(playing, scenario, latest_summaries(out) if resume else {})
+    start = (restore_checkpoint(checkpoint, learners.critic, learners.optimisers)
+             if checkpoint else 0)
+    playing = with_summaries(scenario_for_training(scenario, adapters), scenario,
+                             latest_summaries(out) if resume else {})
     _write_scenario(out, playing)
-    shaper = (run_on(engine, Shaper.create(engine, config.shaping))
+    shaper = (run_on(learners.engine, Shaper.create(learners.engine, config.shaping))
               if config.shaping else None)
     successes: list[float] = []
     with MetricsWriter(out, start_iteration=start) as writer, \
             progress_bar(progress, total, start) as advance:
         for iteration in range(start, total):
             began = time.perf_counter()
-            set_learning_rates(optimisers, config, iteration, total)
-            # 1-2. Roll out with the current adapters; assemble trajectories.
-            rollout = _collect(playing, engine, config, iteration)
-            trajectories = assemble(rollout.envelopes)
-            shaped = None
-            if shaper is not None:  # the rewards learnt from gain the shaping bonus
-                shaped = run_on(engine, shape(shaper, trajectories, config.gamma))
-                record_shaping(out, shaper, shaped, iteration)
-                trajectories = shaped.trajectories
-            socialised = time.perf_counter()
-            if config.social and iteration % config.social.every == 0:
-                playing = _socialise(engine, trajectories, playing, scenario, sorted(adapters),
-                                     iteration, out)
-            social_s = time.perf_counter() - socialised
+            set_learning_rates(learners.optimisers, config, iteration, total)
+            rollout, trajectories, playing, extra = _experience(
+                learners.engine, scenario, playing, shaper, sorted(adapters), iteration, out)
             metrics = _learn(learners, rollout, trajectories, set(adapters.values()), config,
-                             iteration)
-            metrics |= {"wall_s": time.perf_counter() - began} | (
-                {"social_s": social_s} if config.social else {}) | (
-                shaped.metrics() if shaped else {})
-            completed = iteration + 1
+                             iteration) | extra
+            metrics["wall_s"] = time.perf_counter() - began
             successes.append(metrics.get("success_rate", math.nan))
             stopping = config.stop is not None and config.stop.reached(successes)
-            if completed % config.checkpoint_every == 0 or completed == total or stopping:
-                save_checkpoint(out, completed, model, critic, optimisers, metrics,
-                                config.keep_checkpoints)
+            if (iteration + 1) % config.checkpoint_every == 0 or iteration + 1 == total or stopping:
+                save_checkpoint(out, iteration + 1, learners.model, learners.critic,
+                                learners.optimisers, metrics, config.keep_checkpoints)
             writer.write(iteration, metrics)
             log.info("iteration_done", iteration=iteration, **{k: round(v, 4) for k, v in
                                                               metrics.items()})
@@ -180,7 +152,41 @@ def train(scenario: TrainScenario, out: Path, iterations: int | None = None,
             if stopping:
                 log.info("target_success_held", iteration=iteration)
                 break
-    return _save_final(model, learners.actors, out)
+    return _save_final(learners.model, learners.actors, out)
+
+
+def _checkpoint_to_resume(out: Path, resume: bool) -> Path | None:
+    """The latest checkpoint when resuming; refuses to resume nothing or to overwrite a run."""
+    checkpoint = latest_checkpoint(out) if resume else None
+    if resume and checkpoint is None:
+        raise FileNotFoundError(f"--resume: no checkpoint under {out / 'checkpoints'}")
+    if not resume and latest_checkpoint(out) is not None:
+        raise FileExistsError(f"{out} holds an earlier run: resume it or choose another folder")
+    return checkpoint
+
+
+def _experience(engine: InferenceEngine, scenario: TrainScenario, playing: TrainScenario,
+                shaper: Shaper | None, learning: list[str], iteration: int, out: Path
+                ) -> tuple[Rollout, Trajectories, TrainScenario, dict[str, float]]:
+    """Steps 1-2: roll out with the current adapters and assemble the trajectories; their
+    rewards gain the shaping bonus (`training.shaping`), and the social summaries that
+    the next rollout's prompts carry are refreshed (`training.social`). Returns the
+    scenario to play next and the metrics of both."""
+    config = scenario.training
+    rollout = _collect(playing, engine, config, iteration)
+    trajectories = assemble(rollout.envelopes)
+    extra: dict[str, float] = {}
+    if shaper is not None:
+        shaped = run_on(engine, shape(shaper, trajectories, config.gamma))
+        record_shaping(out, shaper, shaped, iteration)
+        trajectories, extra = shaped.trajectories, shaped.metrics()
+    if config.social:
+        socialised = time.perf_counter()
+        if iteration % config.social.every == 0:
+            playing = _socialise(engine, trajectories, playing, scenario, learning, iteration,
+                                 out)
+        extra["social_s"] = time.perf_counter() - socialised
+    return rollout, trajectories, playing, extra
 
 
 def _learn(learners: Learners, rollout: Rollout, trajectories: Trajectories,
@@ -199,67 +205,6 @@ def _learn(learners: Learners, rollout: Rollout, trajectories: Trajectories,
     return metrics | {"prepare_s": updated - prepared, "update_s": update_s,
                       "update_tokens_per_s": config.epochs * sum(d.tokens for d in decisions)
                       / update_s}
-
-
-@dataclass(frozen=True)
-class Learners:
-    """What learns: the engine's model with its adapters, the critic, their optimisers."""
-
-    engine: InferenceEngine
-    model: PeftModel
-    critic: Critic | None
-    optimisers: dict[str, torch.optim.Optimizer]
-    actors: list[str]
-
-
-def build_learners(scenario: TrainScenario, adapters: list[str],
-                   checkpoint: Path | None = None) -> Learners:
-    """A fresh engine whose model carries the actors' `adapters` and the critic's (fresh,
-    or a checkpoint's), the critic (None for `critic: none`) and Adam optimisers: `actor`
-    over the actors' LoRA parameters (a group per adapter, for `actor_lr_scale`),
-    `critic` over the critic's heads and adapters.
-    Deterministic in `scenario.training.seed`."""
-    config = scenario.training
-    engine = InferenceEngine(*load_model(scenario.model), seed=config.seed)
-    torch.manual_seed(config.seed)
-    critic = None
-    if config.uses_critic:
-        pad = engine.tokenizer.pad_token_id
-        critic = Critic(hidden_size(engine.model), config, list(scenario.agents),
-                        int(pad) if pad is not None else 0)
-    critic_adapters = critic.adapters if critic is not None else []
-    if clash := sorted(set(critic_adapters) & set(adapters)):
-        raise ValueError(f"adapter name {', '.join(clash)} is the critic's: rename that agent "
-                         "or use training.critic_model: frozen")
-    model = _with_adapters(engine, adapters, critic_adapters, config, checkpoint)
-    if unknown := sorted(set(config.actor_lr_scale) - set(adapters)):
-        raise ValueError(f"training.actor_lr_scale: no adapter {', '.join(unknown)}; the "
-                         f"adapters are {', '.join(sorted(adapters))}")
-    groups = [{"params": adapter_params(model, [name]),
-               "scale": config.actor_lr_scale.get(name, 1.0)} for name in sorted(adapters)]
-    optimisers: dict[str, torch.optim.Optimizer] = {
-        "actor": torch.optim.Adam(groups, lr=config.actor_lr, eps=1e-5)}
-    if critic is not None:
-        params = [*critic.parameters(), *adapter_params(model, critic_adapters)]
-        optimisers["critic"] = torch.optim.Adam(params, lr=config.critic_lr, eps=1e-5)
-    return Learners(engine, model, critic, optimisers, adapters)
-
-
-def _with_adapters(engine: InferenceEngine, actors: list[str], critics: list[str],
-                   config: PPOConfig, checkpoint: Path | None) -> PeftModel:
-    """Attach fresh adapters (or a checkpoint's) to the engine's model, all trainable."""
-    names = [*actors, *critics]
-    torch.manual_seed(config.seed)  # LoRA A's initialisation
-    if checkpoint is None:
-        model = attach_adapters(engine.model, names, rank=config.lora_rank,
-                                alpha=int(config.lora_alpha), top_layers=config.lora_layers,
-                                target_modules=config.lora_targets)
-    else:
-        model = load_adapters(engine.model, checkpoint / ADAPTERS, is_trainable=True)
-    enable_adapter_grads(model, names)
-    model.eval()  # no dropout: the update's forward is the rollout's forward
-    engine.model = model
-    return model
 
 
 def _collect(scenario: TrainScenario, engine: InferenceEngine, config: PPOConfig,

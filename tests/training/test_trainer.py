@@ -20,12 +20,12 @@ from runtime.scenario import load_scenario
 from runtime.scenario_yaml import ScenarioError
 from training.bench import bench_train, render_train_bench
 from training.config import PPOConfig, StopConfig
+from training.learners import build_learners
 from training.metrics import read_metrics
 from training.rollout import collect_rollout
 from training.train_scenario import TrainScenario, load_train_scenario
 from training.trainer import (
     adapter_names,
-    build_learners,
     iteration_seed,
     scenario_for_training,
     set_learning_rates,
