@@ -24,6 +24,8 @@ from pathlib import Path
 
 import structlog
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from pydantic import BaseModel
 
 from agents.llm.adapters import adapter_folders, attach_adapters, load_adapters, save_adapters
@@ -42,6 +44,7 @@ from training.trajectory import Trajectories, assemble
 log = structlog.get_logger()
 TEACHER, STUDENT = "teacher_", "student_"
 REPORT = "distill.json"
+FIGURE = "distill.png"
 
 
 @dataclass(frozen=True)
@@ -174,7 +177,29 @@ def distill(scenario: TrainScenario, settings: DistillSettings) -> DistillReport
         kl_per_epoch=history, descriptions=descriptions, distill_s=distill_s,
         describe_s=describe_s, teacher_training_s=training_seconds(settings.teacher))
     (settings.out / REPORT).write_text(report.model_dump_json(indent=2) + "\n")
+    plot_distill(report, settings.out / FIGURE)
     return report
+
+
+def plot_distill(report: DistillReport, path: Path) -> None:
+    """Two panels: the KL per epoch, and the three players' success with 95% intervals."""
+    figure = Figure(figsize=(9, 3.5))
+    FigureCanvasAgg(figure)
+    kl, success = figure.subplots(1, 2)
+    kl.plot(range(len(report.kl_per_epoch) + 1), [report.kl_before, *report.kl_per_epoch],
+            marker="o")
+    kl.set(title="KL(teacher || student) per decision", xlabel="epoch", ylabel="nats")
+    players = {"teacher": report.teacher, "student (KL)": report.student,
+               "student (description)": report.described}
+    for x, summary in enumerate(players.values()):
+        rate = summary.success_rate or 0.0
+        low, high = summary.success_rate_ci95 or [rate, rate]
+        success.bar(x, rate)
+        success.errorbar(x, rate, yerr=[[rate - low], [high - rate]], color="black", capsize=4)
+    success.set_xticks(range(len(players)), list(players), fontsize=8)
+    success.set(title="Evaluation success (Wilson 95%)", ylim=(0, 1))
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
 
 
 def render_distill(report: DistillReport) -> str:

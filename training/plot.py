@@ -33,6 +33,7 @@ PANELS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
      ("explained_variance", "explained_variance_speak", "explained_variance_act")),
     ("critic_s", "Critic's time per iteration (s)", ("critic_s",)),
     ("social_s", "Writing the social summaries, per iteration (s)", ("social_s",)),
+    ("shaping", "Reward shaping, per agent-step", ("shaping_bonus", "shaping_potential")),
     ("advantage_var", "Variance of the advantages", ("advantage_var",)),
     ("policy_loss", "Policy loss", ("policy_loss",)),
     ("entropy", "Entropy", ("entropy",)),

@@ -45,6 +45,7 @@ def test_distillation_lowers_the_kl_and_reports_all_three_players(
     assert all(report[who]["episodes"] == 4 for who in ("teacher", "student", "described"))
     assert report["teacher_training_s"] is None  # the teacher folder holds no metrics.csv
     assert "student (KL)" in capsys.readouterr().out
+    assert (out / "distill.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_a_teacher_folder_without_adapters_exits_2(tmp_path: Path,
