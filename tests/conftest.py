@@ -27,15 +27,14 @@ def _smollm2_tokenizer() -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder holding a 2-layer, 64-wide LlamaForCausalLM and SmolLM2's tokenizer."""
+def _tiny_llama(folder: Path, layers: int, width: int) -> Path:
+    """Save a random LlamaForCausalLM of `layers` x `width` with SmolLM2's tokenizer."""
     tokenizer = _smollm2_tokenizer()
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
+        hidden_size=width,
+        intermediate_size=2 * width,
+        num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=512,
@@ -49,10 +48,21 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
-    folder = tmp_path_factory.mktemp("tiny-llama")
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding a 2-layer, 64-wide LlamaForCausalLM and SmolLM2's tokenizer."""
+    return _tiny_llama(tmp_path_factory.mktemp("tiny-llama"), layers=2, width=64)
+
+
+@pytest.fixture(scope="session")
+def other_tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Another model with the same tokenizer: 1 layer, 32 wide (a distillation student)."""
+    return _tiny_llama(tmp_path_factory.mktemp("other-tiny-llama"), layers=1, width=32)
 
 
 @pytest.fixture(autouse=True)

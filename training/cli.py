@@ -104,6 +104,8 @@ def _register_distill(commands: Any) -> None:
     distill.add_argument("--teacher", type=Path, required=True,
                          help="a training run folder, or its adapters folder")
     distill.add_argument("--out", type=Path, required=True)
+    distill.add_argument("--student-model", help="another model with the teacher's tokenizer "
+                         "(a hub id or folder; default: the scenario's model)")
     distill.add_argument("--episodes", type=positive, default=64,
                          help="teacher episodes to learn from")
     distill.add_argument("--epochs", type=positive, default=4)
@@ -171,7 +173,8 @@ def _distill(args: argparse.Namespace) -> int:
     preflight(scenario)
     report = distill(scenario, DistillSettings(
         args.teacher, args.out, args.episodes, args.epochs, eval_episodes=args.eval_episodes,
-        concurrency=args.concurrency, progress=not args.no_progress))
+        concurrency=args.concurrency, progress=not args.no_progress,
+        student_model=args.student_model))
     print(render_distill(report))
     return 0
 

@@ -31,6 +31,7 @@ from pydantic import BaseModel
 from agents.llm.adapters import adapter_folders, attach_adapters, load_adapters, save_adapters
 from agents.llm.engine import InferenceEngine, run_on
 from agents.llm.loading import load_model
+from agents.llm.sampling import logits_width
 from runtime.scenario import Scenario
 from training.described import describe_policies, with_descriptions
 from training.distill import fit_students, student_kl, teacher_states
@@ -60,11 +61,13 @@ class DistillSettings:
     eval_seed: int = 10_000
     concurrency: int = 12
     progress: bool = True
+    student_model: str | None = None  # another model with the teacher's tokenizer
 
 
 class DistillReport(BaseModel):
     """OUT/distill.json."""
 
+    student_model: str
     teacher: EvalSummary
     student: EvalSummary
     described: EvalSummary
@@ -93,24 +96,45 @@ def training_seconds(folder: Path) -> float | None:
         return sum(float(row["wall_s"]) for row in csv.DictReader(rows))
 
 
-def _engine(scenario: TrainScenario, adapters: Path) -> tuple[InferenceEngine, list[str]]:
-    """An engine of its own (the process-wide one may hold same-named adapters) with the
-    teacher's adapters and a fresh student for each."""
+@dataclass(frozen=True)
+class Players:
+    """The teacher's engine (its adapters under `teacher_`), the students' engine (fresh
+    adapters under `student_`; the same engine unless another model was asked for), the
+    scenario the students play, and the adapters' names (the scenario's LLM agents)."""
+
+    teacher: InferenceEngine
+    student: InferenceEngine
+    student_scenario: TrainScenario
+    names: list[str]
+
+
+def _players(scenario: TrainScenario, adapters: Path, student_model: str | None) -> Players:
+    """Engines of their own (the process-wide one may hold same-named adapters)."""
     names = list(adapter_folders(adapters))
     llm = sorted(name for name, spec in scenario.agents.items() if spec.type == "llm")
     if sorted(names) != llm:
         raise ValueError(f"--teacher: adapters {', '.join(names)} are not the scenario's LLM "
                          f"agents ({', '.join(llm)})")
-    engine = InferenceEngine(*load_model(scenario.model), seed=scenario.training.seed)
-    engine.model = load_adapters(engine.model, adapters, prefix=TEACHER)
     config = scenario.training
+    teacher = InferenceEngine(*load_model(scenario.model), seed=config.seed)
+    teacher.model = load_adapters(teacher.model, adapters, prefix=TEACHER)
+    teacher.model.eval()
+    student, student_scenario = teacher, scenario
+    if student_model is not None:
+        student_scenario = scenario.model_copy(update={"model": scenario.model.model_copy(
+            update={"name": student_model})})
+        student = InferenceEngine(*load_model(student_scenario.model), seed=config.seed)
+        if student.tokenizer.get_vocab() != teacher.tokenizer.get_vocab() or logits_width(
+                student.model) != logits_width(teacher.model):
+            raise ValueError(f"--student-model {student_model}: its tokenizer is not the "
+                             "teacher's; distillation compares distributions token by token")
     torch.manual_seed(config.seed)  # LoRA A's initialisation
-    engine.model = attach_adapters(engine.model, [STUDENT + n for n in names],
-                                   rank=config.lora_rank, alpha=int(config.lora_alpha),
-                                   target_modules=config.lora_targets,
-                                   top_layers=config.lora_layers)
-    engine.model.eval()
-    return engine, names
+    student.model = attach_adapters(student.model, [STUDENT + n for n in names],
+                                    rank=config.lora_rank, alpha=int(config.lora_alpha),
+                                    target_modules=config.lora_targets,
+                                    top_layers=config.lora_layers)
+    student.model.eval()
+    return Players(teacher, student, student_scenario, names)
 
 
 def _playing(scenario: TrainScenario, prefix: str, names: list[str]) -> TrainScenario:
@@ -131,12 +155,13 @@ def _save_students(engine: InferenceEngine, names: list[str], out: Path) -> None
     shutil.rmtree(aside)
 
 
-def _fit(engine: InferenceEngine, scenario: TrainScenario, trajectories: Trajectories,
+def _fit(players: Players, scenario: TrainScenario, trajectories: Trajectories,
          settings: DistillSettings) -> tuple[float, list[float]]:
     """Route one: the KL before, then per epoch."""
-    model = engine.model
-    states = teacher_states(model, engine.tokenizer, trajectories.decisions,
+    states = teacher_states(players.teacher.model, players.teacher.tokenizer,
+                            trajectories.decisions,
                             lambda adapter: STUDENT + adapter.removeprefix(TEACHER))
+    model = players.student.model
     with torch.no_grad():
         before = float(student_kl(model, states))
     with status_bar(settings.progress, "distil", settings.epochs) as advance:
@@ -149,30 +174,35 @@ def _fit(engine: InferenceEngine, scenario: TrainScenario, trajectories: Traject
 def distill(scenario: TrainScenario, settings: DistillSettings) -> DistillReport:
     """Both routes from the teacher in `settings.teacher`; the report is also OUT/distill.json."""
     adapters = teacher_adapters(settings.teacher)
-    engine, names = _engine(scenario, adapters)
+    players = _players(scenario, adapters, settings.student_model)
+    names, teacher_engine = players.names, players.teacher
     began = time.perf_counter()  # after loading, as training's metrics.csv counts its wall
     teacher = _playing(scenario, TEACHER, names)
-    rollout = run_on(engine, collect_rollout(teacher, engine, settings.episodes,
-                                             scenario.training.seed, settings.concurrency))
+    rollout = run_on(teacher_engine, collect_rollout(
+        teacher, teacher_engine, settings.episodes, scenario.training.seed,
+        settings.concurrency))
     trajectories = assemble(rollout.envelopes)
-    before, history = _fit(engine, scenario, trajectories, settings)
-    _save_students(engine, names, settings.out)
+    before, history = _fit(players, scenario, trajectories, settings)
+    _save_students(players.student, names, settings.out)
     distill_s = time.perf_counter() - began
     described = time.perf_counter()
-    descriptions = run_on(engine, describe_policies(engine, trajectories,
-                                                 {n: TEACHER + n for n in names}))
+    descriptions = run_on(teacher_engine, describe_policies(
+        teacher_engine, trajectories, {n: TEACHER + n for n in names}))
     describe_s = time.perf_counter() - described
     log.info("distilled", kl_before=before, kl_after=history[-1], distill_s=distill_s,
              descriptions=descriptions)
 
-    def judged(playing: Scenario) -> EvalSummary:
+    def judged(playing: Scenario, engine: InferenceEngine) -> EvalSummary:
         return run_on(engine, evaluate(playing, settings.eval_episodes, settings.eval_seed,
-                                    concurrency=settings.concurrency, engine=engine))
+                                       concurrency=settings.concurrency, engine=engine))
 
+    pupil = players.student_scenario
     report = DistillReport(
-        teacher=judged(teacher),
-        student=judged(_playing(scenario, STUDENT, names)),
-        described=judged(scenario_for_training(with_descriptions(scenario, descriptions), {})),
+        student_model=pupil.model.name,
+        teacher=judged(teacher, teacher_engine),
+        student=judged(_playing(pupil, STUDENT, names), players.student),
+        described=judged(scenario_for_training(with_descriptions(pupil, descriptions), {}),
+                         players.student),
         kl_before=before,
         kl_per_epoch=history, descriptions=descriptions, distill_s=distill_s,
         describe_s=describe_s, teacher_training_s=training_seconds(settings.teacher))
@@ -212,7 +242,8 @@ def render_distill(report: DistillReport) -> str:
 
     scratch = (f"{report.teacher_training_s:.0f} s" if report.teacher_training_s is not None
                else "unknown (the teacher folder has no metrics.csv)")
-    lines = [line("teacher", report.teacher), line("student (KL)", report.student),
+    lines = [f"  student model: {report.student_model}",
+             line("teacher", report.teacher), line("student (KL)", report.student),
              line("student (description)", report.described),
              f"  KL(teacher || student) {report.kl_before:.3f} -> {report.kl_per_epoch[-1]:.3f}"
              f" over {len(report.kl_per_epoch)} epochs",

@@ -48,6 +48,24 @@ def test_distillation_lowers_the_kl_and_reports_all_three_players(
     assert (out / "distill.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_smaller_model_with_the_same_tokenizer_can_be_the_student(
+    tiny_model_dir: Path, other_tiny_model_dir: Path, tmp_path: Path,
+) -> None:
+    scenario = tmp_path / "codes.yaml"
+    scenario.write_text(SCENARIO.replace("MODEL", str(tiny_model_dir)))
+    teacher = _teacher(tiny_model_dir, tmp_path / "teacher")
+    out = tmp_path / "student"
+    assert main(["distill", str(scenario), "--teacher", str(teacher), "--out", str(out),
+                 "--student-model", str(other_tiny_model_dir), "--episodes", "6",
+                 "--epochs", "3", "--eval-episodes", "2", "--concurrency", "2",
+                 "--no-progress"]) == 0
+    report = json.loads((out / "distill.json").read_text())
+    assert report["student_model"] == str(other_tiny_model_dir)
+    assert report["kl_per_epoch"][-1] < report["kl_before"]
+    config = json.loads((out / "adapters" / "speaker" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(other_tiny_model_dir)
+
+
 def test_a_teacher_folder_without_adapters_exits_2(tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "empty").mkdir()
