@@ -18,6 +18,7 @@ earlier steps (this step's messages are part of the joint action, not of the sta
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -144,7 +145,10 @@ class Shaped:
 async def shape(shaper: Shaper, trajectories: Trajectories, gamma: float) -> Shaped:
     """Every agent-step's reward plus gamma * Phi(s') - Phi(s) (its own next step's state)."""
     states = state_texts(trajectories)
-    potentials = {key: shaper.potential(await shaper.met(text)) for key, text in states.items()}
+    distinct = sorted(set(states.values()))
+    # Asked at once, the model's judgements batch in the engine.
+    met = dict(zip(distinct, await asyncio.gather(*map(shaper.met, distinct)), strict=True))
+    potentials = {key: shaper.potential(met[text]) for key, text in states.items()}
     steps, records = [], []
     for index, step in enumerate(trajectories.steps):
         following = None if step.done else trajectories.steps[index + 1].key
