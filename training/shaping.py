@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -46,6 +47,12 @@ def potential_bonus(potential: float, next_potential: float, gamma: float,
                     done: bool) -> float:
     """F = gamma * Phi(s') - Phi(s); Phi(s') = 0 when the step ended the episode."""
     return gamma * (0.0 if done else next_potential) - potential
+
+
+def matches(subgoal: str, state: str) -> bool:
+    """A ready predicate (`judge: training.shaping:matches`): the sub-goal's description,
+    read as a regular expression, occurs in the state's text."""
+    return re.search(subgoal, state) is not None
 
 
 async def write_subgoals(engine: InferenceEngine, goal: str, most: int) -> list[SubGoal]:

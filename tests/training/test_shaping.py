@@ -15,7 +15,14 @@ from agents.model import ModelConfig
 from runtime.scenario_yaml import ScenarioError
 from tests.training.test_trajectory import _envelopes
 from training.config import ShapingConfig, SubGoal
-from training.shaping import Shaper, potential_bonus, shape, state_texts, write_subgoals
+from training.shaping import (
+    Shaper,
+    matches,
+    potential_bonus,
+    shape,
+    state_texts,
+    write_subgoals,
+)
 from training.train_scenario import load_train_scenario
 from training.trajectory import assemble
 
@@ -84,6 +91,12 @@ def test_the_bonus_telescopes_to_minus_the_first_potential_per_agent_and_episode
     assert first == {("alice", 0): 0.0, ("alice", 1): 2.0, ("bob", 0): 0.0, ("bob", 1): 2.0}
     assert added == pytest.approx({key: -phi for key, phi in first.items()})
     assert shaped.metrics()["shaping_potential"] == pytest.approx(4.0 / 5)
+
+
+def test_the_ready_predicate_reads_a_subgoal_as_a_regular_expression() -> None:
+    state = "listener sees: Round 3 of 3. Right so far: 2 of 2. Objects: ..."
+    assert matches(r"Right so far: [1-9]", state) and matches(r"Right so far: [2-9]", state)
+    assert not matches(r"Right so far: [3-9]", state)
 
 
 def test_a_state_holds_every_observation_and_only_earlier_messages() -> None:
