@@ -218,7 +218,8 @@ def plot_distill(report: DistillReport, path: Path) -> None:
     kl, success = figure.subplots(1, 2)
     kl.plot(range(len(report.kl_per_epoch) + 1), [report.kl_before, *report.kl_per_epoch],
             marker="o")
-    kl.set(title="KL(teacher || student) per decision", xlabel="epoch", ylabel="nats")
+    kl.set(title="KL(teacher || student) per decision", xlabel="epoch", ylabel="nats",
+           xticks=range(len(report.kl_per_epoch) + 1))
     players = {"teacher": report.teacher, "student (KL)": report.student,
                "student (description)": report.described}
     for x, summary in enumerate(players.values()):
