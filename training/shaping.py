@@ -23,7 +23,7 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -80,7 +80,7 @@ class Shaper:
     subgoals: list[SubGoal]
     judge: InferenceEngine | Predicate
     scale: float = 1.0
-    judgements: dict[str, tuple[bool, ...]] | None = None
+    judgements: dict[str, tuple[bool, ...]] = field(default_factory=dict)
 
     @classmethod
     async def create(cls, engine: InferenceEngine, config: ShapingConfig) -> Shaper:
@@ -94,8 +94,6 @@ class Shaper:
 
     async def met(self, state: str) -> tuple[bool, ...]:
         """Which sub-goals `state` meets; the judge is asked once per distinct state."""
-        if self.judgements is None:
-            self.judgements = {}
         if state not in self.judgements:
             self.judgements[state] = await self._ask(state)
         return self.judgements[state]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -29,17 +30,24 @@ def _teacher(tiny_model_dir: Path, folder: Path) -> Path:
     return folder
 
 
-def test_distillation_lowers_the_kl_and_reports_all_three_players(
-    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-) -> None:
+def _distilled(tiny_model_dir: Path, tmp_path: Path, *options: str) -> dict[str, Any]:
+    """`parley distill` of a random tiny teacher into tmp_path/student; its distill.json."""
     scenario = tmp_path / "codes.yaml"
     scenario.write_text(SCENARIO.replace("MODEL", str(tiny_model_dir)))
     teacher = _teacher(tiny_model_dir, tmp_path / "teacher")
     out = tmp_path / "student"
     assert main(["distill", str(scenario), "--teacher", str(teacher), "--out", str(out),
-                 "--episodes", "6", "--epochs", "3", "--eval-episodes", "4",
-                 "--concurrency", "2", "--no-progress"]) == 0
-    report = json.loads((out / "distill.json").read_text())
+                 "--episodes", "6", "--epochs", "3", "--concurrency", "2", "--no-progress",
+                 *options]) == 0
+    report: dict[str, Any] = json.loads((out / "distill.json").read_text())
+    return report
+
+
+def test_distillation_lowers_the_kl_and_reports_all_three_players(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "student"
+    report = _distilled(tiny_model_dir, tmp_path, "--eval-episodes", "4")
     assert report["kl_before"] > 0.0 and report["kl_per_epoch"][-1] < report["kl_before"]
     assert {p.name for p in (out / "adapters").iterdir()} == {"speaker", "listener"}
     assert all(report[who]["episodes"] == 4 for who in ("teacher", "student", "described"))
@@ -51,15 +59,9 @@ def test_distillation_lowers_the_kl_and_reports_all_three_players(
 def test_a_smaller_model_with_the_same_tokenizer_can_be_the_student(
     tiny_model_dir: Path, other_tiny_model_dir: Path, tmp_path: Path,
 ) -> None:
-    scenario = tmp_path / "codes.yaml"
-    scenario.write_text(SCENARIO.replace("MODEL", str(tiny_model_dir)))
-    teacher = _teacher(tiny_model_dir, tmp_path / "teacher")
     out = tmp_path / "student"
-    assert main(["distill", str(scenario), "--teacher", str(teacher), "--out", str(out),
-                 "--student-model", str(other_tiny_model_dir), "--episodes", "6",
-                 "--epochs", "3", "--eval-episodes", "2", "--concurrency", "2",
-                 "--no-progress"]) == 0
-    report = json.loads((out / "distill.json").read_text())
+    report = _distilled(tiny_model_dir, tmp_path, "--eval-episodes", "2",
+                        "--student-model", str(other_tiny_model_dir))
     assert report["student_model"] == str(other_tiny_model_dir)
     assert report["kl_per_epoch"][-1] < report["kl_before"]
     config = json.loads((out / "adapters" / "speaker" / "adapter_config.json").read_text())
