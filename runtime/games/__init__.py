@@ -15,7 +15,8 @@ from pettingzoo import ParallelEnv
 
 from runtime.games.matrix import PRESETS, MatrixGame, MatrixOptions
 from runtime.games.negotiation import NegotiationGame, NegotiationOptions
-from runtime.games.referential import ReferentialGame, ReferentialOptions
+from runtime.games.referential import ReferentialGame
+from runtime.games.referential_options import ReferentialOptions
 from runtime.games.split_target import SplitTargetGame, SplitTargetOptions
 from runtime.games.text import GameOptions, TextGame
 
