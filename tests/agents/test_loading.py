@@ -46,6 +46,19 @@ def test_dtype_comes_from_config(tiny_model_dir: Path) -> None:
     assert model.dtype == torch.bfloat16
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_flat_output_layer_gives_the_plain_layers_logits_on_sliced_input(
+        tiny_model_dir: Path, dtype: str) -> None:
+    model, _ = load_model(ModelConfig(name=str(tiny_model_dir), dtype=dtype, device="cpu"))
+    output = model.get_output_embeddings()
+    assert isinstance(output, loading.FlatLinear)
+    assert output.weight is model.get_input_embeddings().weight  # still tied
+    hidden = torch.randn(3, 7, output.in_features, dtype=model.dtype)[:, 2:]  # not contiguous
+    plain = torch.nn.functional.linear(hidden, output.weight)
+    assert output(hidden).shape == plain.shape == (3, 5, output.out_features)
+    torch.testing.assert_close(output(hidden), plain)
+
+
 def test_unknown_dtype_is_rejected(tiny_model_dir: Path) -> None:
     with pytest.raises(ValueError, match="unknown dtype"):
         load_model(ModelConfig(name=str(tiny_model_dir), dtype="float8"))
