@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -17,3 +19,9 @@ class ModelConfig(BaseModel):
     )
     dtype: str = Field(default="float32", description="torch dtype: float32, bfloat16, float16.")
     device: str = Field(default="auto", description="cpu, cuda, or auto (cuda when present).")
+    attention: Literal["auto", "eager", "sdpa"] = Field(
+        default="auto",
+        description="attention kernel: auto is eager for bfloat16 and float16 on the CPU "
+        "(torch's CPU flash-attention backward runs about 4x slower there than in float32), "
+        "sdpa otherwise.",
+    )

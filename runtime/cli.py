@@ -139,6 +139,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--messages", type=positive, default=5000)
     bench.add_argument("--agents", type=positive, default=8)
     bench.add_argument("--restarts", type=positive, default=20, help="broker restarts (restarts)")
+    bench.add_argument("--dtype", action="append", choices=["float32", "bfloat16", "float16"],
+                       help="precision, repeatable: each side by side (inference, train; "
+                       "default float32 and bfloat16)")
     bench.add_argument("--json", action="store_true")
     register_broker_config(commands)
     for plugin in entry_points(group=COMMAND_GROUP):
@@ -253,11 +256,16 @@ def bench_restarts_command(args: argparse.Namespace) -> tuple[Any, str]:
 
 def bench_inference_command(args: argparse.Namespace) -> tuple[Any, str]:
     """`parley bench inference`: the engine against naive and offline batched generate."""
-    from agents.llm.bench import bench_inference, render_inference_bench
+    from agents.llm.bench import bench_inference_dtypes, render_inference_dtypes
     from agents.model import ModelConfig
 
-    result = bench_inference(ModelConfig(), agents=args.agents)
-    return result, render_inference_bench(result)
+    results = bench_inference_dtypes(ModelConfig(), bench_dtypes(args), agents=args.agents)
+    return results, render_inference_dtypes(results)
+
+
+def bench_dtypes(args: argparse.Namespace) -> list[str]:
+    """The precisions `--dtype` asked for, in order, once each: float32 and bfloat16 if none."""
+    return list(dict.fromkeys(args.dtype or ["float32", "bfloat16"]))
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

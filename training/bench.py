@@ -12,6 +12,11 @@ clipping; the critic (its own forward and backward passes: with the LoRA critic,
 many tokens again) is timed apart, so `ratio` compares the policy's update with the
 ceiling and `ratio_with_critic` the whole. `prepare` (the critic's reading, old and
 reference log-probs, once per iteration) is reported apart and in the total.
+
+With several dtypes (`--dtype float32 --dtype bfloat16`) the whole benchmark runs once
+per precision, each beside the machine's matmul ceiling in that precision; a token of
+the update costs about two forward passes' products (the frozen base needs gradients
+for its inputs, not its weights), which is how its GFLOP/s are counted.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from typing import Any
 import torch
 
 from agents.llm.adapters import adapter_scope
+from agents.llm.bench import forward_flops_per_token, matmul_ceiling
 from agents.llm.decoding import option_totals
+from agents.llm.loading import resolve_dtype
 from agents.llm.policy import message_logits
 from training.learners import Learners, build_learners
 from training.rollout import collect_rollout
@@ -51,7 +58,7 @@ class _Setup:
 
 def bench_train(scenario: Path | None = None, episodes: int = 8, epochs: int = 2,
                 repeats: int = 2, model: str | None = None,
-                threads: int | None = None) -> dict[str, Any]:
+                threads: int | None = None, dtype: str | None = None) -> dict[str, Any]:
     """Tokens/s of the PPO update and of the bare loop, best of `repeats` each.
 
     Args:
@@ -63,8 +70,9 @@ def bench_train(scenario: Path | None = None, episodes: int = 8, epochs: int = 2
         model: override the scenario's model (a folder), e.g. for a tiny model.
         threads: torch threads for the whole process (None: the scenario's
             `training.threads`, else torch's default).
+        dtype: override the scenario's `model.dtype`.
     """
-    setup = _setup(scenario, episodes, epochs, model, threads)
+    setup = _setup(scenario, episodes, epochs, model, threads, dtype)
     config = setup.scenario.training
     ppo_s, prepare_s, bare_s, critic_s = _measure(setup, epochs, repeats)
     policy_s = ppo_s - critic_s
@@ -83,17 +91,37 @@ def bench_train(scenario: Path | None = None, episodes: int = 8, epochs: int = 2
         "ratio_with_critic": round(bare_s / ppo_s, 3),
         "ratio_with_prepare": round(bare_s / (ppo_s + prepare_s), 3),
         "target": TARGET, "threads": torch.get_num_threads(),
+        "dtype": setup.scenario.model.dtype,
+        "flops_per_token": forward_flops_per_token(setup.learners.model),
     }
 
 
+def bench_train_dtypes(dtypes: list[str], **options: Any) -> list[dict[str, Any]]:
+    """`bench_train` once per dtype (same scenario and seed), each with its matmul ceiling
+    and the share of it the bare loop and the PPO update reach."""
+    results = []
+    for dtype in dtypes:
+        result = bench_train(dtype=dtype, **options)
+        ceiling = matmul_ceiling(resolve_dtype(dtype))
+        per_token = 2 * result["flops_per_token"] / 1e9  # forward + input-gradient backward
+        results.append({**result, "ceiling_gflops": round(ceiling, 1),
+                        "bare_of_ceiling": round(result["bare_tokens_per_s"] * per_token
+                                                 / ceiling, 4),
+                        "ppo_of_ceiling": round(result["ppo_tokens_per_s"] * per_token
+                                                / ceiling, 4)})
+    return results
+
+
 def _setup(scenario: Path | None, episodes: int, epochs: int, model: str | None,
-           threads: int | None) -> _Setup:
+           threads: int | None, dtype: str | None) -> _Setup:
     """Load the scenario with the benchmark's overrides, build the learners, roll out once."""
     overrides: dict[str, Any] = {"training.episodes_per_iteration": episodes,
                                  "training.epochs": epochs,
                                  "training.minibatches": min(2, episodes)}
     if model is not None:
         overrides["model"] = {"name": model, "device": "cpu"}
+    if dtype is not None:
+        overrides["model.dtype"] = dtype
     train_scenario = load_train_scenario(scenario or DEFAULT_SCENARIO, overrides)
     config = train_scenario.training
     threads = threads or config.threads
@@ -171,6 +199,22 @@ def _bare_loss(model: torch.nn.Module, decisions: list[Decision], adapter: str |
                 loss = loss + torch.nn.functional.cross_entropy(own, targets,
                                                                 reduction="sum").double()
     return loss
+
+
+def render_train_dtypes(results: list[dict[str, Any]]) -> str:
+    """Each precision's lines, then the updates' speed against the first precision's."""
+    lines = []
+    for result in results:
+        lines += [f"[{result['dtype']}]", render_train_bench(result),
+                  f"  matmul ceiling {result['ceiling_gflops']} GFLOP/s: bare loop at "
+                  f"{result['bare_of_ceiling']:.1%} of it, PPO update at "
+                  f"{result['ppo_of_ceiling']:.1%}", ""]
+    base = results[0]
+    for result in results[1:]:
+        policy, whole = ("ppo_tokens_per_s", "ppo_with_prepare_tokens_per_s")
+        lines.append(f"PPO update {result['dtype']} = {result[policy] / base[policy]:.2f}x "
+                     f"{base['dtype']} (with prepare {result[whole] / base[whole]:.2f}x)")
+    return "\n".join(lines).rstrip()
 
 
 def render_train_bench(result: dict[str, Any]) -> str:

@@ -204,7 +204,8 @@ def _plot(args: argparse.Namespace) -> int:
 
 def bench_train_command(args: argparse.Namespace) -> tuple[Any, str]:
     """`parley bench train`: the PPO update against a bare forward and backward."""
-    from training.bench import bench_train, render_train_bench
+    from runtime.cli import bench_dtypes
+    from training.bench import bench_train_dtypes, render_train_dtypes
 
-    result = bench_train()
-    return result, render_train_bench(result)
+    results = bench_train_dtypes(bench_dtypes(args))
+    return results, render_train_dtypes(results)

@@ -8,7 +8,9 @@ requests run three ways in one process, on one model:
 - batched: one offline `model.generate` call over all requests (the ceiling).
 
 Every request produces exactly `new_tokens` tokens (EOS ignored), so the three
-do the same work.
+do the same work. With several dtypes (`--dtype float32 --dtype bfloat16`) the three
+run once per precision, each beside the machine's matmul ceiling in that precision
+(a fixed-size product timed in the same run), so a figure reads as a share of the limit.
 """
 
 from __future__ import annotations
@@ -23,12 +25,55 @@ from transformers import PreTrainedTokenizerBase
 
 from agents.llm.decoding import left_pad
 from agents.llm.engine import GenerationRequest, InferenceEngine
-from agents.llm.loading import load_model
+from agents.llm.loading import load_model, resolve_dtype
 from agents.model import ModelConfig
 
 log = structlog.get_logger()
 
 BenchResult = dict[str, float | int | str]
+
+# One linear layer of SmolLM2's MLP at a batch of 512 tokens: large enough to be bound by
+# arithmetic, small enough to time in a fraction of a second.
+CEILING_SHAPE = (512, 576, 1536)
+
+
+def matmul_ceiling(dtype: torch.dtype, shape: tuple[int, int, int] = CEILING_SHAPE,
+                   repeats: int = 20) -> float:
+    """GFLOP/s of one (m x k) @ (k x n) product in `dtype` on the CPU, best of `repeats`."""
+    m, k, n = shape
+    a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
+    torch.mm(a, b)  # warm-up: kernel selection, packing buffers
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * m * k * n / best / 1e9
+
+
+def forward_flops_per_token(model: nn.Module) -> int:
+    """2 x the weights a token's forward pass multiplies by (an untied input embedding is a
+    lookup, not a product): attention over short prompts is left out."""
+    weights = sum(p.numel() for p in model.parameters())
+    embedding = model.get_input_embeddings().weight  # type: ignore[operator]
+    output = model.get_output_embeddings()  # type: ignore[operator]
+    if output is None or output.weight is not embedding:
+        weights -= embedding.numel()
+    return 2 * weights
+
+
+def bench_inference_dtypes(config: ModelConfig, dtypes: list[str], agents: int = 8,
+                           new_tokens: int = 32) -> list[BenchResult]:
+    """`bench_inference` once per dtype, each with its matmul ceiling and share of it."""
+    results = []
+    for dtype in dtypes:
+        result = bench_inference(config.model_copy(update={"dtype": dtype}), agents, new_tokens)
+        ceiling = matmul_ceiling(resolve_dtype(dtype))
+        achieved = float(result["engine_tok_s"]) * int(result["flops_per_token"]) / 1e9
+        results.append({**result, "dtype": dtype, "ceiling_gflops": round(ceiling, 1),
+                        "engine_gflops": round(achieved, 1),
+                        "engine_of_ceiling": round(achieved / ceiling, 4)})
+    return results
 
 
 def bench_inference(config: ModelConfig, agents: int = 8, new_tokens: int = 32) -> BenchResult:
@@ -61,6 +106,7 @@ def bench_inference(config: ModelConfig, agents: int = 8, new_tokens: int = 32) 
         "batched_tok_s": round(tokens / batched_s, 1),
         "engine_vs_naive": round(naive_s / engine_s, 2),
         "engine_vs_batched": round(batched_s / engine_s, 3),
+        "flops_per_token": forward_flops_per_token(model),
     }
     log.info("bench_inference", **result)
     return result
@@ -85,6 +131,21 @@ def render_inference_bench(result: BenchResult) -> str:
         f"{float(result['engine_vs_batched']):.0%} of the offline batched ceiling"
     )
     return "\n".join(lines)
+
+
+def render_inference_dtypes(results: list[BenchResult]) -> str:
+    """Each precision's table, then the engine's tokens/s side by side against the first."""
+    lines = []
+    for result in results:
+        lines += [f"[{result['dtype']}]", render_inference_bench(result),
+                  f"matmul ceiling {result['ceiling_gflops']} GFLOP/s; the engine's forward "
+                  f"work {result['engine_gflops']} GFLOP/s = "
+                  f"{float(result['engine_of_ceiling']):.1%} of it", ""]
+    base = results[0]
+    for result in results[1:]:
+        speedup = float(result["engine_tok_s"]) / float(base["engine_tok_s"])
+        lines.append(f"engine {result['dtype']} = {speedup:.2f}x engine {base['dtype']}")
+    return "\n".join(lines).rstrip()
 
 
 def _prompts(tokenizer: PreTrainedTokenizerBase, agents: int) -> list[list[int]]:

@@ -46,6 +46,18 @@ def test_dtype_comes_from_config(tiny_model_dir: Path) -> None:
     assert model.dtype == torch.bfloat16
 
 
+@pytest.mark.parametrize(("dtype", "attention", "kernel"), [
+    ("float32", "auto", "sdpa"), ("bfloat16", "auto", "eager"), ("bfloat16", "sdpa", "sdpa")])
+def test_attention_kernel_is_eager_only_for_half_precision_on_the_cpu_unless_named(
+        tiny_model_dir: Path, dtype: str, attention: str, kernel: str) -> None:
+    config = ModelConfig(name=str(tiny_model_dir), dtype=dtype, attention=attention,
+                         device="cpu")
+    model, _ = load_model(config)
+    assert model.config._attn_implementation == kernel
+    assert loading.attention_kernel(config, torch.device("cuda")) == (
+        "sdpa" if attention == "auto" else attention)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_flat_output_layer_gives_the_plain_layers_logits_on_sliced_input(
         tiny_model_dir: Path, dtype: str) -> None:

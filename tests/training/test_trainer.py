@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 from runtime.scenario import load_scenario
 from runtime.scenario_yaml import ScenarioError
-from training.bench import bench_train, render_train_bench
+from training.bench import bench_train_dtypes, render_train_dtypes
 from training.config import PPOConfig, StopConfig
 from training.learners import build_learners
 from training.metrics import read_metrics
@@ -251,10 +251,16 @@ def test_a_learning_rate_scale_slows_only_the_named_adapter(
                        ["listener", "speaker"])
 
 
-def test_bench_measures_ppo_against_the_bare_loop(tmp_path: Path, tiny_model_dir: Path) -> None:
+def test_bench_measures_ppo_against_the_bare_loop_in_each_precision(
+        tmp_path: Path, tiny_model_dir: Path) -> None:
     path = tmp_path / "codes.yaml"
     path.write_text(SCENARIO.replace("MODEL", str(tiny_model_dir)))
-    result = bench_train(path, episodes=2, epochs=1, repeats=1)
+    results = bench_train_dtypes(["float32", "bfloat16"], scenario=path, episodes=2, epochs=1,
+                                 repeats=1)
+    assert [r["dtype"] for r in results] == ["float32", "bfloat16"]
+    assert all(r["ceiling_gflops"] > 0 and r["bare_of_ceiling"] > 0 for r in results)
+    assert "PPO update bfloat16 = " in render_train_dtypes(results)
+    result = results[0]
     assert result["decisions"] >= 2 and result["tokens"] > 0
     assert result["ppo_tokens_per_s"] > 0 and result["bare_tokens_per_s"] > 0
     assert 0 < result["critic_s"] < result["ppo_update_s"]
@@ -262,7 +268,7 @@ def test_bench_measures_ppo_against_the_bare_loop(tmp_path: Path, tiny_model_dir
     assert result["ratio"] == pytest.approx(result["bare_s"] / policy_s, rel=0.05)
     assert result["ratio_with_critic"] == pytest.approx(
         result["bare_s"] / result["ppo_update_s"], rel=0.05)
-    text = render_train_bench(result)
+    text = render_train_dtypes(results)
     assert "of bare" in text and "critic: central (frozen)" in text
 
 
