@@ -31,6 +31,7 @@ import torch
 
 from agents.llm.adapters import adapter_scope
 from agents.llm.bench import forward_flops_per_token, matmul_ceiling
+from agents.llm.compute import on_torch_thread
 from agents.llm.decoding import option_totals
 from agents.llm.loading import resolve_dtype
 from agents.llm.policy import message_logits
@@ -74,7 +75,7 @@ def bench_train(scenario: Path | None = None, episodes: int = 8, epochs: int = 2
     """
     setup = _setup(scenario, episodes, epochs, model, threads, dtype)
     config = setup.scenario.training
-    ppo_s, prepare_s, bare_s, critic_s = _measure(setup, epochs, repeats)
+    ppo_s, prepare_s, bare_s, critic_s = on_torch_thread(_measure, setup, epochs, repeats)
     policy_s = ppo_s - critic_s
     tokens = epochs * sum(d.tokens for d in setup.decisions)
     return {
@@ -102,7 +103,7 @@ def bench_train_dtypes(dtypes: list[str], **options: Any) -> list[dict[str, Any]
     results = []
     for dtype in dtypes:
         result = bench_train(dtype=dtype, **options)
-        ceiling = matmul_ceiling(resolve_dtype(dtype))
+        ceiling = on_torch_thread(matmul_ceiling, resolve_dtype(dtype))
         per_token = 2 * result["flops_per_token"] / 1e9  # forward + input-gradient backward
         results.append({**result, "ceiling_gflops": round(ceiling, 1),
                         "bare_of_ceiling": round(result["bare_tokens_per_s"] * per_token

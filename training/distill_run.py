@@ -29,6 +29,7 @@ from matplotlib.figure import Figure
 from pydantic import BaseModel
 
 from agents.llm.adapters import adapter_folders, attach_adapters, load_adapters, save_adapters
+from agents.llm.compute import on_torch_thread
 from agents.llm.engine import InferenceEngine, run_on
 from agents.llm.loading import load_model
 from agents.llm.sampling import logits_width
@@ -182,7 +183,7 @@ def distill(scenario: TrainScenario, settings: DistillSettings) -> DistillReport
         teacher, teacher_engine, settings.episodes, scenario.training.seed,
         settings.concurrency))
     trajectories = assemble(rollout.envelopes)
-    before, history = _fit(players, scenario, trajectories, settings)
+    before, history = on_torch_thread(_fit, players, scenario, trajectories, settings)
     _save_students(players.student, names, settings.out)
     distill_s = time.perf_counter() - began
     described = time.perf_counter()

@@ -36,6 +36,7 @@ import yaml
 from peft import PeftModel
 
 from agents.llm.adapters import save_adapters
+from agents.llm.compute import on_torch_thread
 from agents.llm.engine import InferenceEngine, run_on
 from runtime.play import agent_seed
 from training.checkpoint import ADAPTERS, latest_checkpoint, restore_checkpoint, save_checkpoint
@@ -196,10 +197,12 @@ def _learn(learners: Learners, rollout: Rollout, trajectories: Trajectories,
     model, tokenizer, critic = learners.model, learners.engine.tokenizer, learners.critic
     decisions = [d for d in trajectories.decisions if d.trace.adapter in adapters]
     prepared = time.perf_counter()
-    batch = prepare_batch(model, tokenizer, critic, trajectories, decisions, config)
+    batch = on_torch_thread(prepare_batch, model, tokenizer, critic, trajectories, decisions,
+                            config)
     updated = time.perf_counter()
     generator = torch.Generator().manual_seed(iteration_seed(config.seed, iteration) + 1)
-    losses = ppo_update(model, tokenizer, critic, learners.optimisers, batch, config, generator)
+    losses = on_torch_thread(ppo_update, model, tokenizer, critic, learners.optimisers, batch,
+                             config, generator)
     metrics = iteration_metrics(rollout, trajectories, batch, losses)
     update_s = time.perf_counter() - updated
     return metrics | {"prepare_s": updated - prepared, "update_s": update_s,

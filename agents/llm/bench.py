@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from agents.llm.compute import on_torch_thread
 from agents.llm.decoding import left_pad
 from agents.llm.engine import GenerationRequest, InferenceEngine
 from agents.llm.loading import load_model, resolve_dtype
@@ -52,14 +53,16 @@ def matmul_ceiling(dtype: torch.dtype, shape: tuple[int, int, int] = CEILING_SHA
 
 
 def forward_flops_per_token(model: nn.Module) -> int:
-    """2 x the weights a token's forward pass multiplies by (an untied input embedding is a
-    lookup, not a product): attention over short prompts is left out."""
-    weights = sum(p.numel() for p in model.parameters())
+    """2 x the transformer body's weights: what every token's forward pass multiplies by.
+
+    Left out: the input embedding (a lookup), the output layer (it runs only where
+    logits are kept: one position per prompt when decoding, the scored tokens in an
+    update) and attention over these short prompts.
+    """
     embedding = model.get_input_embeddings().weight  # type: ignore[operator]
     output = model.get_output_embeddings()  # type: ignore[operator]
-    if output is None or output.weight is not embedding:
-        weights -= embedding.numel()
-    return 2 * weights
+    outside = {id(embedding)} | ({id(output.weight)} if output is not None else set())
+    return 2 * sum(p.numel() for p in model.parameters() if id(p) not in outside)
 
 
 def bench_inference_dtypes(config: ModelConfig, dtypes: list[str], agents: int = 8,
@@ -68,7 +71,7 @@ def bench_inference_dtypes(config: ModelConfig, dtypes: list[str], agents: int =
     results = []
     for dtype in dtypes:
         result = bench_inference(config.model_copy(update={"dtype": dtype}), agents, new_tokens)
-        ceiling = matmul_ceiling(resolve_dtype(dtype))
+        ceiling = on_torch_thread(matmul_ceiling, resolve_dtype(dtype))
         achieved = float(result["engine_tok_s"]) * int(result["flops_per_token"]) / 1e9
         results.append({**result, "dtype": dtype, "ceiling_gflops": round(ceiling, 1),
                         "engine_gflops": round(achieved, 1),
@@ -89,8 +92,12 @@ def bench_inference(config: ModelConfig, agents: int = 8, new_tokens: int = 32) 
     asyncio.run(_engine_run(engine, prompts[:2], 2))  # warm-up: allocator, kernels
     # Engine and batched are short: take the best of two against a noisy shared CPU.
     engine_s = min(asyncio.run(_engine_run(engine, prompts, new_tokens)) for _ in range(2))
-    batched_s = min(_batched_run(model, tokenizer, prompts, new_tokens) for _ in range(2))
-    naive_s = sum(_batched_run(model, tokenizer, [p], new_tokens) for p in prompts)
+    # The baselines run on the engine's thread too: torch work on a second thread slows
+    # both (agents.llm.compute).
+    batched_s = min(on_torch_thread(_batched_run, model, tokenizer, prompts, new_tokens)
+                    for _ in range(2))
+    naive_s = sum(on_torch_thread(_batched_run, model, tokenizer, [p], new_tokens)
+                  for p in prompts)
     tokens = agents * new_tokens
     result: BenchResult = {
         "model": config.name,

@@ -25,6 +25,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from agents.llm.adapters import adapter_scope
+from agents.llm.compute import to_torch_thread
 from agents.llm.decoding import GenerationRow, decode_rows, score_rows
 from agents.llm.grammar import SchemaGrammar, schema_grammar
 from agents.llm.jobs import Generation, GenerationRequest, Job, ScoreRequest, Work, tokens_in
@@ -155,7 +156,7 @@ class InferenceEngine:
             if not jobs:
                 continue
             try:
-                await asyncio.to_thread(self._run_batch, jobs)
+                await to_torch_thread(self._run_batch, jobs)
             except Exception as error:  # keep serving: fail this batch's callers only
                 log.exception("engine_batch_crashed", size=len(jobs))
                 for job in jobs:
