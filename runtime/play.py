@@ -70,6 +70,9 @@ class PlaySettings:
             login of `runner` and of each agent this process hosts; `bus` still says
             where the broker is (and whether TLS is used).
         require_auth: refuse an MQTT bus without a login (BusConnectionError).
+        blocks: which episode blocks (`episode_blocks` indices) this play runs; None:
+            all. Training's Ray workers each run some, under the run ids and seeds the
+            one-process play would give them, so the episodes come out the same.
     """
 
     episodes: int
@@ -84,6 +87,7 @@ class PlaySettings:
     timeout_grace_s: float = 10.0
     credentials: Mapping[str, str] | None = None
     require_auth: bool = False
+    blocks: Sequence[int] | None = None
 
 
 @dataclass
@@ -165,7 +169,8 @@ async def play(scenario: Scenario, settings: PlaySettings) -> RunSummary:
     structlog.contextvars.bind_contextvars(run=run_id)
     blocks = episode_blocks(settings.episodes, settings.concurrency)
     slots = [_Slot(run_id if len(blocks) == 1 else f"{run_id}-{n}", first, count)
-             for n, (first, count) in enumerate(blocks)]
+             for n, (first, count) in enumerate(blocks)
+             if settings.blocks is None or n in settings.blocks]
     registry = scenario.registry()
     await asyncio.gather(*(_play_slot(scenario, registry, settings, slot) for slot in slots))
     usage = [a.model_usage for slot in slots for a in slot.agents if isinstance(a, UsesModel)]

@@ -49,6 +49,8 @@ def register(commands: Any) -> None:
     train.add_argument("--out", type=Path, help="run folder (default: runs/<scenario name>)")
     train.add_argument("--resume", type=Path, help="continue the run in this folder")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--ray-address", help="a Ray cluster for the rollout workers "
+                       "(training.workers), e.g. ray://HEAD:10001; default: a local one")
     add_settings(train)
     train.set_defaults(handler=_train)
 
@@ -127,7 +129,7 @@ def _train(args: argparse.Namespace) -> int:
     output_folder("--out", out)  # also the default, runs/<scenario name>
     preflight(scenario)
     adapters = train(scenario, out, iterations=args.iterations, resume=args.resume is not None,
-                     progress=not args.no_progress)
+                     progress=not args.no_progress, ray_address=args.ray_address)
     print(f"adapters: {adapters}  (play them: parley run {args.scenario} --adapters {adapters})")
     return 0
 

@@ -7,10 +7,11 @@ Names follow CleanRL's `Args` where one exists (`gamma`, `gae_lambda`,
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from protocols.imports import import_object
 
@@ -223,6 +224,21 @@ class PPOConfig(BaseModel):
         "per core). On a machine shared with other busy processes 1 can be many times faster "
         "than oversubscribed cores.",
     )
+    workers: int = Field(
+        default=0,
+        ge=0,
+        description="Rollout workers on Ray (`pip install 'parley[ray]'`): each iteration's "
+        "episode blocks are played by this many Ray actors, each with its own engine and the "
+        "learner's adapter weights, with the episodes the one-process rollout would give; "
+        "0 plays them in this process. `parley train --ray-address` joins a cluster.",
+    )
+    @field_validator("workers")
+    @classmethod
+    def _ray_installed(cls, workers: int) -> int:
+        if workers and importlib.util.find_spec("ray") is None:
+            raise ValueError("Ray is not installed: pip install 'parley[ray]' (or workers: 0)")
+        return workers
+
     keep_checkpoints: int = Field(
         default=3, ge=0, description="Keep the newest this many checkpoints; 0 keeps them all."
     )

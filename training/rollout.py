@@ -8,6 +8,7 @@ trained) and a tap that keeps every envelope: all the trainer needs
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -54,11 +55,12 @@ class Rollout:
 
 async def collect_rollout(
     scenario: Scenario, engine: InferenceEngine, episodes: int, seed: int, concurrency: int,
-    adapters_dir: str | None = None,
+    adapters_dir: str | None = None, blocks: Sequence[int] | None = None,
 ) -> Rollout:
     """Play `episodes` episodes, `concurrency` at a time, keeping every envelope.
 
-    `adapters_dir` hands LLM agents trained adapters to play, as `parley run --adapters`.
+    `adapters_dir` hands LLM agents trained adapters to play, as `parley run --adapters`;
+    `blocks` plays only those episode blocks (`runtime.play.PlaySettings.blocks`).
 
     Raises:
         ValueError: when the scenario has remote agents (training plays every agent
@@ -74,7 +76,8 @@ async def collect_rollout(
     grace = scenario.runtime.speak_timeout_s + scenario.runtime.action_timeout_s
     summary = await play(scenario, PlaySettings(
         episodes=episodes, seed=seed, concurrency=concurrency, run_id=f"{scenario.name}-{seed}",
-        adapters=adapters_dir, engine=engine, taps=[kept.append], timeout_grace_s=grace))
+        adapters=adapters_dir, engine=engine, taps=[kept.append], timeout_grace_s=grace,
+        blocks=blocks))
     log.info("rollout_collected", episodes=episodes, envelopes=len(kept),
              wall_s=summary.wall_s)
     return Rollout(kept, summary)

@@ -28,7 +28,10 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 import torch
@@ -50,6 +53,9 @@ from training.social import latest_summaries, refresh, with_summaries
 from training.train_scenario import TrainScenario
 from training.trajectory import Trajectories, assemble
 from training.update import ppo_update, prepare_batch
+
+if TYPE_CHECKING:
+    from training.ray_rollout import RayRollouts
 
 log = structlog.get_logger()
 
@@ -101,7 +107,7 @@ def iteration_seed(seed: int, iteration: int) -> int:
 
 
 def train(scenario: TrainScenario, out: Path, iterations: int | None = None,
-          resume: bool = False, progress: bool = True) -> Path:
+          resume: bool = False, progress: bool = True, ray_address: str | None = None) -> Path:
     """Train the scenario's LLM agents with CTDE PPO; returns the final adapters folder.
 
     Args:
@@ -112,6 +118,8 @@ def train(scenario: TrainScenario, out: Path, iterations: int | None = None,
         iterations: total iterations of the run (default: the scenario's).
         resume: continue from the latest checkpoint in `out`.
         progress: show a progress bar with live metrics.
+        ray_address: the Ray cluster the rollout workers join (`training.workers`); None
+            starts a local one.
 
     With `training.stop` the run ends once the training success holds its target
     (counted over this invocation's iterations: a resumed run starts counting again).
@@ -132,12 +140,13 @@ def train(scenario: TrainScenario, out: Path, iterations: int | None = None,
               if config.shaping else None)
     successes: list[float] = []
     with MetricsWriter(out, start_iteration=start) as writer, \
-            progress_bar(progress, total, start) as advance:
+            progress_bar(progress, total, start) as advance, \
+            _rollout_workers(scenario, sorted(set(adapters.values())), ray_address) as workers:
         for iteration in range(start, total):
             began = time.perf_counter()
             set_learning_rates(learners.optimisers, config, iteration, total)
             rollout, trajectories, playing, extra = _experience(
-                learners.engine, scenario, playing, shaper, sorted(adapters), iteration, out)
+                learners, workers, scenario, playing, shaper, sorted(adapters), iteration, out)
             metrics = _learn(learners, rollout, trajectories, set(adapters.values()), config,
                              iteration) | extra
             metrics["wall_s"] = time.perf_counter() - began
@@ -166,15 +175,20 @@ def _checkpoint_to_resume(out: Path, resume: bool) -> Path | None:
     return checkpoint
 
 
-def _experience(engine: InferenceEngine, scenario: TrainScenario, playing: TrainScenario,
-                shaper: Shaper | None, learning: list[str], iteration: int, out: Path
+def _experience(learners: Learners, workers: RayRollouts | None, scenario: TrainScenario,
+                playing: TrainScenario, shaper: Shaper | None, learning: list[str],
+                iteration: int, out: Path
                 ) -> tuple[Rollout, Trajectories, TrainScenario, dict[str, float]]:
     """Steps 1-2: roll out with the current adapters and assemble the trajectories; their
     rewards gain the shaping bonus (`training.shaping`), and the social summaries that
     the next rollout's prompts carry are refreshed (`training.social`). Returns the
     scenario to play next and the metrics of both."""
-    config = scenario.training
-    rollout = _collect(playing, engine, config, iteration)
+    config, engine = scenario.training, learners.engine
+    seed = iteration_seed(config.seed, iteration)
+    rollout = (workers.collect(playing, learners.model, learners.actors,
+                               config.episodes_per_iteration, seed, config.concurrency)
+               if workers else run_on(engine, collect_rollout(
+                   playing, engine, config.episodes_per_iteration, seed, config.concurrency)))
     trajectories = assemble(rollout.envelopes)
     extra: dict[str, float] = {}
     if shaper is not None:
@@ -210,11 +224,20 @@ def _learn(learners: Learners, rollout: Rollout, trajectories: Trajectories,
                       / update_s}
 
 
-def _collect(scenario: TrainScenario, engine: InferenceEngine, config: PPOConfig,
-             iteration: int) -> Rollout:
-    return run_on(engine, collect_rollout(
-        scenario, engine, config.episodes_per_iteration, iteration_seed(config.seed, iteration),
-        config.concurrency))
+@contextmanager
+def _rollout_workers(scenario: TrainScenario, adapters: list[str], address: str | None
+                     ) -> Iterator[RayRollouts | None]:
+    """Ray rollout workers with `training.workers`, closed at the end; else None."""
+    if not scenario.training.workers:
+        yield None
+        return
+    from training.ray_rollout import RayRollouts
+
+    workers = RayRollouts(scenario, adapters, scenario.training.workers, address)
+    try:
+        yield workers
+    finally:
+        workers.close()
 
 
 def _socialise(engine: InferenceEngine, trajectories: Trajectories, playing: TrainScenario,

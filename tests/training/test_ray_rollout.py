@@ -1,0 +1,101 @@
+"""Rollouts on Ray: workers play the one-process rollout's episodes, and training with
+them learns exactly what training in one process learns."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+import torch
+from safetensors.torch import load_file
+
+from runtime.scenario_yaml import ScenarioError
+from training.learners import build_learners
+from training.metrics import read_metrics
+from training.ray_rollout import RayRollouts
+from training.rollout import collect_rollout
+from training.train_scenario import TrainScenario, load_train_scenario
+from training.trainer import adapter_names, scenario_for_training, train
+from training.trajectory import Trajectories, assemble
+
+from .test_trainer import SCENARIO
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[None]:
+    """One local Ray cluster for the module (starting one takes seconds)."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _scenario(tmp_path: Path, tiny_model_dir: Path, **training: Any) -> TrainScenario:
+    path = tmp_path / "codes.yaml"
+    path.write_text(SCENARIO.replace("MODEL", str(tiny_model_dir)))
+    settings = {"episodes_per_iteration": 6, "concurrency": 3, "threads": 1, **training}
+    return load_train_scenario(path, {f"training.{k}": v for k, v in settings.items()})
+
+
+def _played(trajectories: Trajectories) -> list[tuple[Any, ...]]:
+    """Every agent-step as data: who, where, what it saw, said, did and earned."""
+    return [(s.agent, s.run, s.episode, s.step, s.observation.model_dump_json(),
+             tuple(e.payload_json() for e in s.said),
+             s.action.payload_json() if s.action else None, s.reward)
+            for s in trajectories.steps]
+
+
+def test_ray_workers_play_the_one_process_trajectories_with_the_learners_weights(
+        ray_cluster: None, tmp_path: Path, tiny_model_dir: Path) -> None:
+    scenario = _scenario(tmp_path, tiny_model_dir)
+    adapters = adapter_names(scenario)
+    learners = build_learners(scenario, sorted(set(adapters.values())))
+    torch.manual_seed(1)
+    with torch.no_grad():  # trained-looking adapters: LoRA B away from its zero start
+        for name, param in learners.model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+    playing = scenario_for_training(scenario, adapters)
+    here = asyncio.run(collect_rollout(playing, learners.engine, 6, 7, 3))
+    workers = RayRollouts(scenario, learners.actors, workers=2)
+    try:
+        there = workers.collect(playing, learners.model, learners.actors, 6, 7, 3)
+    finally:
+        workers.close()
+    assert there.summary.episodes == 6 and len(there.envelopes) == len(here.envelopes)
+    assert _played(assemble(there.envelopes)) == _played(assemble(here.envelopes))
+    tokens = [d.trace.token_ids for d in assemble(there.envelopes).decisions]
+    assert tokens == [d.trace.token_ids for d in assemble(here.envelopes).decisions]
+
+
+def test_two_iterations_on_two_ray_workers_learn_what_one_process_learns(
+        ray_cluster: None, tmp_path: Path, tiny_model_dir: Path) -> None:
+    runs = {}
+    for workers in (0, 2):
+        scenario = _scenario(tmp_path, tiny_model_dir, workers=workers)
+        out = tmp_path / f"workers{workers}"
+        runs[workers] = (train(scenario, out, iterations=2, progress=False), out)
+    (alone, alone_out), (spread, spread_out) = runs[0], runs[2]
+    assert [r["return_mean"] for r in read_metrics(spread_out)] == \
+        [r["return_mean"] for r in read_metrics(alone_out)]
+    for name in ("listener", "speaker"):
+        mine = load_file(spread / name / "adapter_model.safetensors")
+        theirs = load_file(alone / name / "adapter_model.safetensors")
+        assert mine.keys() == theirs.keys()
+        for key in mine:
+            torch.testing.assert_close(mine[key], theirs[key])
+
+
+def test_workers_without_ray_installed_is_one_error_naming_the_line(
+        tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    found = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *rest: None if name == "ray" else found(name, *rest))
+    with pytest.raises(ScenarioError, match=r"codes.yaml:\d+: training.workers: .*"
+                                            r"pip install 'parley\[ray\]'"):
+        _scenario(tmp_path, tiny_model_dir, workers=2)
