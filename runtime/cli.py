@@ -133,6 +133,14 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--scenario", type=Path,
                         help="the run's scenario, to check its messages (else shown unchecked)")
 
+    _register_bench(commands)
+    register_broker_config(commands)
+    for plugin in entry_points(group=COMMAND_GROUP):
+        plugin.load()(commands)
+    return parser
+
+
+def _register_bench(commands: Any) -> None:
     bench = commands.add_parser("bench", help="benchmarks against same-run baselines")
     bench.add_argument("target", choices=sorted(_benchmarks()))
     bench.add_argument("--bus", default="mqtt://127.0.0.1:1883", help="broker for the MQTT part")
@@ -143,10 +151,6 @@ def _parser() -> argparse.ArgumentParser:
                        help="precision, repeatable: each side by side (inference, train; "
                        "default float32 and bfloat16)")
     bench.add_argument("--json", action="store_true")
-    register_broker_config(commands)
-    for plugin in entry_points(group=COMMAND_GROUP):
-        plugin.load()(commands)
-    return parser
 
 
 def _view() -> ConversationView:

@@ -127,17 +127,7 @@ def train(scenario: TrainScenario, out: Path, iterations: int | None = None,
     config = scenario.training
     total = iterations if iterations is not None else config.iterations
     adapters = adapter_names(scenario)
-    checkpoint = _checkpoint_to_resume(out, resume)
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    learners = build_learners(scenario, sorted(set(adapters.values())), checkpoint)
-    start = (restore_checkpoint(checkpoint, learners.critic, learners.optimisers)
-             if checkpoint else 0)
-    playing = with_summaries(scenario_for_training(scenario, adapters), scenario,
-                             latest_summaries(out) if resume else {})
-    _write_scenario(out, playing)
-    shaper = (run_on(learners.engine, Shaper.create(learners.engine, config.shaping))
-              if config.shaping else None)
+    learners, start, playing, shaper = _set_up(scenario, out, resume, adapters)
     successes: list[float] = []
     with MetricsWriter(out, start_iteration=start) as writer, \
             progress_bar(progress, total, start) as advance, \
@@ -163,6 +153,25 @@ def train(scenario: TrainScenario, out: Path, iterations: int | None = None,
                 log.info("target_success_held", iteration=iteration)
                 break
     return _save_final(learners.model, learners.actors, out)
+
+
+def _set_up(scenario: TrainScenario, out: Path, resume: bool, adapters: dict[str, str]
+            ) -> tuple[Learners, int, TrainScenario, Shaper | None]:
+    """The learners (a checkpoint's when resuming), the first iteration, the scenario the
+    rollouts play (written to OUT/scenario.yaml) and the shaper, if any."""
+    config = scenario.training
+    checkpoint = _checkpoint_to_resume(out, resume)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    learners = build_learners(scenario, sorted(set(adapters.values())), checkpoint)
+    start = (restore_checkpoint(checkpoint, learners.critic, learners.optimisers)
+             if checkpoint else 0)
+    playing = with_summaries(scenario_for_training(scenario, adapters), scenario,
+                             latest_summaries(out) if resume else {})
+    _write_scenario(out, playing)
+    shaper = (run_on(learners.engine, Shaper.create(learners.engine, config.shaping))
+              if config.shaping else None)
+    return learners, start, playing, shaper
 
 
 def _checkpoint_to_resume(out: Path, resume: bool) -> Path | None:
