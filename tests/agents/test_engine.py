@@ -119,11 +119,14 @@ async def test_concurrent_requests_share_one_batch(engine: InferenceEngine, tiny
     with capture_logs() as logs:
         generations = await asyncio.gather(*(engine.generate(r) for r in requests))
         for _ in range(100):  # the batch is logged once it ends, just after callers resume
-            if any(entry["event"] == "engine_batch" for entry in logs):
+            if any(entry.get("size") == 6 for entry in logs):
                 break
             await asyncio.sleep(0.01)
-    batches = [entry for entry in logs if entry["event"] == "engine_batch"]
-    assert [b["size"] for b in batches] == [6]
+    # Only batches of 6: an engine of an earlier test may still log a batch it had begun
+    # (all engines share the one torch thread); this engine's stats count its own.
+    batches = [entry for entry in logs if entry["event"] == "engine_batch"
+               and entry["size"] == 6]
+    assert len(batches) == 1
     assert batches[0]["tokens_out"] == sum(len(g.token_ids) for g in generations)
     assert engine.stats.batches == 1
     assert engine.stats.calls == 6
