@@ -26,6 +26,7 @@ from peft import PeftModel, get_peft_model_state_dict, set_peft_model_state_dict
 
 from agents.base import ModelUsage
 from agents.llm.adapters import attach_adapters
+from agents.llm.compute import on_torch_thread
 from agents.llm.engine import InferenceEngine, run_on
 from agents.llm.loading import load_model
 from protocols import Envelope
@@ -59,7 +60,7 @@ class RolloutWorker:
                 concurrency: int, blocks: list[int]) -> tuple[list[bytes], str]:
         """Play `blocks` with `weights` in the adapters: envelopes and summary, as JSON."""
         for name, state in weights.items():
-            set_peft_model_state_dict(self.model, state, adapter_name=name)
+            on_torch_thread(set_peft_model_state_dict, self.model, state, adapter_name=name)
         playing = TrainScenario.model_validate(scenario)
         rollout = run_on(self.engine, collect_rollout(playing, self.engine, episodes, seed,
                                                       concurrency, blocks=blocks))

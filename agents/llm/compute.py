@@ -4,9 +4,10 @@ Torch's CPU kernels run on OpenMP, and libgomp gives every thread that opens a p
 region a team of its own. Once two threads have teams (the engine's worker decoding, the
 trainer's main thread updating) the pool holds more threads than there are cores, libgomp
 throttles every team's spin-wait, and each small kernel pays a futex wake-up: measured on
-2 cores, decoding at batch 8 fell from about 240 to 150 tokens/s, and `model.generate` on
-the main thread from 233 to 159. So the engine's batches and the trainer's passes all run
-on this one long-lived thread; the event loop stays free for the bus meanwhile.
+2 cores in bfloat16, decoding at batch 8 fell from about 240 to 150 tokens/s, and
+`model.generate` on the main thread from 233 to 159. So the engine's batches and the
+trainer's passes all run on this one long-lived thread; the event loop stays free for the
+bus meanwhile.
 """
 
 from __future__ import annotations
