@@ -22,20 +22,20 @@ from typing import ParamSpec, TypeVar
 P = ParamSpec("P")
 T = TypeVar("T")
 
-_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parley-torch")
-_TORCH_THREAD: list[threading.Thread] = []  # set by the thread itself on its first task
+_ON_IT = threading.local()  # `torch` is True on the torch thread only
 
 
 def _mark() -> None:
-    _TORCH_THREAD.append(threading.current_thread())
+    _ON_IT.torch = True
 
 
-_EXECUTOR.submit(_mark).result()
+_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parley-torch",
+                               initializer=_mark)
 
 
 def on_torch_thread(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run `fn` on the torch thread and return its result (inline if already there)."""
-    if threading.current_thread() is _TORCH_THREAD[0]:
+    if getattr(_ON_IT, "torch", False):
         return fn(*args, **kwargs)
     return _EXECUTOR.submit(fn, *args, **kwargs).result()
 
