@@ -30,10 +30,9 @@ from typing import Any
 import torch
 
 from agents.llm.adapters import adapter_scope
-from agents.llm.bench import forward_flops_per_token, matmul_ceiling
+from agents.llm.bench import beside_ceiling, forward_flops_per_token
 from agents.llm.compute import on_torch_thread
 from agents.llm.decoding import option_totals
-from agents.llm.loading import resolve_dtype
 from agents.llm.policy import message_logits
 from training.learners import Learners, build_learners
 from training.rollout import collect_rollout
@@ -103,13 +102,10 @@ def bench_train_dtypes(dtypes: list[str], **options: Any) -> list[dict[str, Any]
     results = []
     for dtype in dtypes:
         result = bench_train(dtype=dtype, **options)
-        ceiling = on_torch_thread(matmul_ceiling, resolve_dtype(dtype))
         per_token = 2 * result["flops_per_token"] / 1e9  # forward + input-gradient backward
-        results.append({**result, "ceiling_gflops": round(ceiling, 1),
-                        "bare_of_ceiling": round(result["bare_tokens_per_s"] * per_token
-                                                 / ceiling, 4),
-                        "ppo_of_ceiling": round(result["ppo_tokens_per_s"] * per_token
-                                                / ceiling, 4)})
+        results.append(beside_ceiling(result, dtype, {
+            "bare": result["bare_tokens_per_s"] * per_token,
+            "ppo": result["ppo_tokens_per_s"] * per_token}))
     return results
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import structlog
 import torch
@@ -65,17 +66,25 @@ def forward_flops_per_token(model: nn.Module) -> int:
     return 2 * sum(p.numel() for p in model.parameters() if id(p) not in outside)
 
 
+def beside_ceiling(result: dict[str, Any], dtype: str, work_gflops: dict[str, float]
+                   ) -> dict[str, Any]:
+    """`result` with its precision, that precision's matmul ceiling timed now (on the
+    torch thread, as the benchmark ran) and, for each named rate of work in GFLOP/s, its
+    share of the ceiling as `<name>_of_ceiling`."""
+    ceiling = on_torch_thread(matmul_ceiling, resolve_dtype(dtype))
+    shares = {f"{name}_of_ceiling": round(rate / ceiling, 4) for name, rate in work_gflops.items()}
+    return {**result, "dtype": dtype, "ceiling_gflops": round(ceiling, 1), **shares}
+
+
 def bench_inference_dtypes(config: ModelConfig, dtypes: list[str], agents: int = 8,
                            new_tokens: int = 32) -> list[BenchResult]:
     """`bench_inference` once per dtype, each with its matmul ceiling and share of it."""
     results = []
     for dtype in dtypes:
         result = bench_inference(config.model_copy(update={"dtype": dtype}), agents, new_tokens)
-        ceiling = on_torch_thread(matmul_ceiling, resolve_dtype(dtype))
         achieved = float(result["engine_tok_s"]) * int(result["flops_per_token"]) / 1e9
-        results.append({**result, "dtype": dtype, "ceiling_gflops": round(ceiling, 1),
-                        "engine_gflops": round(achieved, 1),
-                        "engine_of_ceiling": round(achieved / ceiling, 4)})
+        results.append(beside_ceiling({**result, "engine_gflops": round(achieved, 1)}, dtype,
+                                      {"engine": achieved}))
     return results
 
 
