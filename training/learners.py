@@ -73,12 +73,17 @@ def _with_adapters(engine: InferenceEngine, actors: list[str], critics: list[str
     names = [*actors, *critics]
     torch.manual_seed(config.seed)  # LoRA A's initialisation
     if checkpoint is None:
-        model = attach_adapters(engine.model, names, rank=config.lora_rank,
-                                alpha=int(config.lora_alpha), top_layers=config.lora_layers,
-                                target_modules=config.lora_targets)
+        model = fresh_adapters(engine.model, names, config)
     else:
         model = load_adapters(engine.model, checkpoint / ADAPTERS, is_trainable=True)
     enable_adapter_grads(model, names)
     model.eval()  # no dropout: the update's forward is the rollout's forward
     engine.model = model
     return model
+
+
+def fresh_adapters(model: torch.nn.Module, names: list[str], config: PPOConfig) -> PeftModel:
+    """Fresh LoRA adapters named `names`, shaped as `config` says (rank, alpha, layers,
+    target modules): the learner's, and the same shapes in each Ray rollout worker."""
+    return attach_adapters(model, names, rank=config.lora_rank, alpha=int(config.lora_alpha),
+                           top_layers=config.lora_layers, target_modules=config.lora_targets)

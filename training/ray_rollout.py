@@ -25,7 +25,6 @@ import torch
 from peft import PeftModel, get_peft_model_state_dict, set_peft_model_state_dict
 
 from agents.base import ModelUsage
-from agents.llm.adapters import attach_adapters
 from agents.llm.compute import on_torch_thread
 from agents.llm.engine import InferenceEngine, run_on
 from agents.llm.loading import load_model
@@ -33,6 +32,7 @@ from protocols import Envelope
 from runtime.bus import BusStats
 from runtime.play import episode_blocks
 from runtime.summary import Incidents, RunSummary
+from training.learners import fresh_adapters
 from training.rollout import Rollout, collect_rollout
 from training.train_scenario import TrainScenario
 
@@ -50,10 +50,7 @@ class RolloutWorker:
         if training.threads is not None:
             torch.set_num_threads(training.threads)
         model, tokenizer = load_model(config.model)
-        self.model = attach_adapters(model, adapters, rank=training.lora_rank,
-                                     alpha=int(training.lora_alpha),
-                                     top_layers=training.lora_layers,
-                                     target_modules=training.lora_targets)
+        self.model = fresh_adapters(model, adapters, training)
         self.engine = InferenceEngine(self.model, tokenizer, seed=training.seed)
 
     def rollout(self, scenario: dict[str, Any], weights: Weights, episodes: int, seed: int,
