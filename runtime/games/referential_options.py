@@ -17,7 +17,6 @@ BUILTIN_ATTRIBUTES: dict[str, list[str]] = {
 }
 
 
-
 class ReferentialOptions(GameOptions):
     """Options of the referential game (YAML `options:`)."""
 

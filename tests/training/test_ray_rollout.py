@@ -18,11 +18,11 @@ from training.learners import build_learners
 from training.metrics import read_metrics
 from training.ray_rollout import RayRollouts
 from training.rollout import collect_rollout
-from training.train_scenario import TrainScenario, load_train_scenario
+from training.train_scenario import TrainScenario
 from training.trainer import adapter_names, scenario_for_training, train
 from training.trajectory import Trajectories, assemble
 
-from .test_trainer import SCENARIO
+from .test_trainer import _scenario as codes_scenario
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +34,9 @@ def ray_cluster() -> Iterator[None]:
 
 
 def _scenario(tmp_path: Path, tiny_model_dir: Path, **training: Any) -> TrainScenario:
-    path = tmp_path / "codes.yaml"
-    path.write_text(SCENARIO.replace("MODEL", str(tiny_model_dir)))
+    """The trainer tests' code game, 6 episodes in 3 blocks (so two workers split them)."""
     settings = {"episodes_per_iteration": 6, "concurrency": 3, "threads": 1, **training}
-    return load_train_scenario(path, {f"training.{k}": v for k, v in settings.items()})
+    return codes_scenario(tmp_path, tiny_model_dir, **settings)
 
 
 def _played(trajectories: Trajectories) -> list[tuple[Any, ...]]:
