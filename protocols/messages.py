@@ -69,7 +69,9 @@ class EpisodeEnd(Message):
     success: bool | None = None
 
 
-ControlCommand = Literal["hello", "bye", "offline", "act", "spoken", "error", "stop"]
+ControlCommand = Literal["hello", "bye", "offline", "act", "spoken", "error", "stop", "play",
+                         "ready"]
+"""`play` and `ready` pass between a trainer and its remote agents (`runtime.follow`)."""
 
 
 class Control(Message):

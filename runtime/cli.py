@@ -127,6 +127,9 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("--seed", type=int)
     agent.add_argument("--adapters")
     agent.add_argument("--credentials", type=Path, help="logins from `parley broker-config`")
+    agent.add_argument("--training", action="store_true",
+                       help="play every rollout `parley train --bus` orders, with the "
+                       "adapters it hands over, until training ends")
 
     replay = commands.add_parser("replay", help="show a recorded run")
     replay.add_argument("recording", type=Path)
@@ -205,13 +208,21 @@ def _agent(args: argparse.Namespace) -> int:
     if not args.bus.startswith(("mqtt://", "mqtts://")):  # memory would wait for nobody
         raise ArgumentError(f"--bus {args.bus}: an agent process needs a broker: "
                             "use mqtt://HOST:PORT")
+    if args.training and (args.credentials or args.adapters):
+        raise ArgumentError("--training: the trainer hands over the adapters; "
+                            "--credentials and --adapters do not apply")
     input_folder("--adapters", args.adapters)
     scenario = load_scenario(args.scenario)
     preflight(scenario, args.adapters, serve=args.agent)
+    structlog.contextvars.bind_contextvars(agent=args.agent)
+    if args.training:
+        from runtime.follow import follow
+
+        asyncio.run(follow(scenario, args.agent, args.bus, args.run_id))
+        return 0
     settings = PlaySettings(episodes=0, seed=scenario.seed if args.seed is None else args.seed,
                             bus=args.bus, run_id=args.run_id, adapters=args.adapters,
                             serve_only=args.agent, credentials=_credentials(args))
-    structlog.contextvars.bind_contextvars(agent=args.agent)
     asyncio.run(play(scenario, settings))
     return 0
 

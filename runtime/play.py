@@ -73,6 +73,9 @@ class PlaySettings:
         blocks: which episode blocks (`episode_blocks` indices) this play runs; None:
             all. Training's Ray workers each run some, under the run ids and seeds the
             one-process play would give them, so the episodes come out the same.
+        remote_slots: the remote agents serve every slot (training's `parley agent
+            --training` processes are told the episodes and concurrency); otherwise a
+            play with remote agents must have concurrency 1.
     """
 
     episodes: int
@@ -88,6 +91,7 @@ class PlaySettings:
     credentials: Mapping[str, str] | None = None
     require_auth: bool = False
     blocks: Sequence[int] | None = None
+    remote_slots: bool = False
 
 
 @dataclass
@@ -189,7 +193,8 @@ def _check(scenario: Scenario, settings: PlaySettings) -> None:
         raise ValueError(f"--agent {settings.serve_only!r}: the scenario has "
                          f"{', '.join(scenario.agents)}")
     remote = [name for name, spec in scenario.agents.items() if spec.remote]
-    if remote and settings.concurrency > 1:
+    if remote and settings.concurrency > 1 and not (settings.remote_slots or
+                                                    settings.serve_only):
         raise ValueError(f"remote agents ({', '.join(remote)}) play one episode at a time: "
                          "use concurrency 1")
     if settings.credentials is not None:

@@ -51,6 +51,10 @@ def register(commands: Any) -> None:
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--ray-address", help="a Ray cluster for the rollout workers "
                        "(training.workers), e.g. ray://HEAD:10001; default: a local one")
+    train.add_argument("--bus", help="a broker, mqtt://HOST:PORT, for agents marked remote "
+                       "(each served by `parley agent SCENARIO --agent NAME --bus URL --training`)")
+    train.add_argument("--run-id", help="the run id the remote agents follow "
+                       "(default: the scenario's name)")
     add_settings(train)
     train.set_defaults(handler=_train)
 
@@ -129,7 +133,8 @@ def _train(args: argparse.Namespace) -> int:
     output_folder("--out", out)  # also the default, runs/<scenario name>
     preflight(scenario)
     adapters = train(scenario, out, iterations=args.iterations, resume=args.resume is not None,
-                     progress=not args.no_progress, ray_address=args.ray_address)
+                     progress=not args.no_progress, ray_address=args.ray_address,
+                     bus=args.bus, run_id=args.run_id)
     print(f"adapters: {adapters}  (play them: parley run {args.scenario} --adapters {adapters})")
     return 0
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import structlog
 import torch
-from peft import PeftModel, get_peft_model_state_dict, set_peft_model_state_dict
+from peft import get_peft_model_state_dict, set_peft_model_state_dict
 
 from agents.base import ModelUsage
 from agents.llm.compute import on_torch_thread
@@ -32,7 +32,7 @@ from protocols import Envelope
 from runtime.bus import BusStats
 from runtime.play import episode_blocks
 from runtime.summary import Incidents, RunSummary
-from training.learners import fresh_adapters
+from training.learners import Learners, fresh_adapters
 from training.rollout import Rollout, collect_rollout
 from training.train_scenario import TrainScenario
 
@@ -80,15 +80,16 @@ class RayRollouts:
         self.workers: list[Any] = [actor.remote(payload, adapters) for _ in range(workers)]
         log.info("ray_workers_started", workers=workers, address=address or "local")
 
-    def collect(self, playing: TrainScenario, model: PeftModel, adapters: list[str],
-                episodes: int, seed: int, concurrency: int) -> Rollout:
-        """Play an iteration's episodes on the workers with the model's current adapters."""
+    def collect(self, playing: TrainScenario, learners: Learners, episodes: int, seed: int,
+                concurrency: int) -> Rollout:
+        """Play an iteration's episodes on the workers with the actors' current adapters."""
         import ray
 
         began = time.perf_counter()
+        model = learners.model
         weights = ray.put({name: {key: value.detach().cpu().clone() for key, value in
                                   get_peft_model_state_dict(model, adapter_name=name).items()}
-                           for name in adapters})
+                           for name in learners.actors})
         blocks = list(range(len(episode_blocks(episodes, concurrency))))
         shares = [blocks[i::len(self.workers)] for i in range(len(self.workers))]
         payload = playing.model_dump(mode="json")

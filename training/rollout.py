@@ -53,31 +53,39 @@ class Rollout:
         return self.summary.wall_s
 
 
+def rollout_run_id(scenario: str, seed: int) -> str:
+    """The run id of a rollout: the scenario's name and the rollout's seed."""
+    return f"{scenario}-{seed}"
+
+
 async def collect_rollout(
     scenario: Scenario, engine: InferenceEngine, episodes: int, seed: int, concurrency: int,
-    adapters_dir: str | None = None, blocks: Sequence[int] | None = None,
+    adapters_dir: str | None = None, blocks: Sequence[int] | None = None, bus: str = "memory",
 ) -> Rollout:
     """Play `episodes` episodes, `concurrency` at a time, keeping every envelope.
 
     `adapters_dir` hands LLM agents trained adapters to play, as `parley run --adapters`;
-    `blocks` plays only those episode blocks (`runtime.play.PlaySettings.blocks`).
+    `blocks` plays only those episode blocks (`runtime.play.PlaySettings.blocks`); `bus`
+    is where the episodes are played: a broker when some agents are remote (their
+    processes must be serving the run, see training/remote.py).
 
     Raises:
-        ValueError: when the scenario has remote agents (training plays every agent
-            in this process) or its agents are not the env's.
+        ValueError: remote agents without a broker, or agents that are not the env's.
     """
     if episodes < 1:
         raise ValueError("episodes must be at least 1")
     remote = [name for name, spec in scenario.agents.items() if spec.remote]
-    if remote:
-        raise ValueError(f"training runs every agent in-process; remote: {', '.join(remote)}")
+    if remote and bus == "memory":
+        raise ValueError(f"remote agents ({', '.join(remote)}) play over a broker: "
+                         "use --bus mqtt://HOST:PORT")
     kept: list[Envelope] = []
     # Agents may still be finishing a late call; give them as long as a step may take.
     grace = scenario.runtime.speak_timeout_s + scenario.runtime.action_timeout_s
     summary = await play(scenario, PlaySettings(
-        episodes=episodes, seed=seed, concurrency=concurrency, run_id=f"{scenario.name}-{seed}",
+        episodes=episodes, seed=seed, concurrency=concurrency, bus=bus,
+        run_id=rollout_run_id(scenario.name, seed),
         adapters=adapters_dir, engine=engine, taps=[kept.append], timeout_grace_s=grace,
-        blocks=blocks))
+        blocks=blocks, remote_slots=True))
     log.info("rollout_collected", episodes=episodes, envelopes=len(kept),
              wall_s=summary.wall_s)
     return Rollout(kept, summary)

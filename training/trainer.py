@@ -28,10 +28,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import structlog
 import torch
@@ -50,12 +47,10 @@ from training.rollout import Rollout, collect_rollout
 from training.shaping import Shaper, shape
 from training.shaping import record as record_shaping
 from training.social import latest_summaries, refresh, with_summaries
+from training.sources import RolloutSource, check_placement, rollout_source
 from training.train_scenario import TrainScenario
 from training.trajectory import Trajectories, assemble
 from training.update import ppo_update, prepare_batch
-
-if TYPE_CHECKING:
-    from training.ray_rollout import RayRollouts
 
 log = structlog.get_logger()
 
@@ -107,7 +102,8 @@ def iteration_seed(seed: int, iteration: int) -> int:
 
 
 def train(scenario: TrainScenario, out: Path, iterations: int | None = None,
-          resume: bool = False, progress: bool = True, ray_address: str | None = None) -> Path:
+          resume: bool = False, progress: bool = True, ray_address: str | None = None,
+          bus: str | None = None, run_id: str | None = None) -> Path:
     """Train the scenario's LLM agents with CTDE PPO; returns the final adapters folder.
 
     Args:
@@ -120,6 +116,9 @@ def train(scenario: TrainScenario, out: Path, iterations: int | None = None,
         progress: show a progress bar with live metrics.
         ray_address: the Ray cluster the rollout workers join (`training.workers`); None
             starts a local one.
+        bus: a broker (`mqtt://HOST:PORT`) for scenarios with remote agents, whose
+            `parley agent --training` processes play each rollout (training/remote.py).
+        run_id: the run id the trainer meets its remote agents on (default: the name).
 
     With `training.stop` the run ends once the training success holds its target
     (counted over this invocation's iterations: a resumed run starts counting again).
@@ -127,16 +126,17 @@ def train(scenario: TrainScenario, out: Path, iterations: int | None = None,
     config = scenario.training
     total = iterations if iterations is not None else config.iterations
     adapters = adapter_names(scenario)
+    check_placement(scenario, bus)
     learners, start, playing, shaper = _set_up(scenario, out, resume, adapters)
     successes: list[float] = []
     with MetricsWriter(out, start_iteration=start) as writer, \
             progress_bar(progress, total, start) as advance, \
-            _rollout_workers(scenario, sorted(set(adapters.values())), ray_address) as workers:
+            rollout_source(scenario, adapters, out, ray_address, bus, run_id) as source:
         for iteration in range(start, total):
             began = time.perf_counter()
             set_learning_rates(learners.optimisers, config, iteration, total)
             rollout, trajectories, playing, extra = _experience(
-                learners, workers, scenario, playing, shaper, sorted(adapters), iteration, out)
+                learners, source, scenario, playing, shaper, sorted(adapters), iteration, out)
             metrics = _learn(learners, rollout, trajectories, set(adapters.values()), config,
                              iteration) | extra
             metrics["wall_s"] = time.perf_counter() - began
@@ -184,7 +184,7 @@ def _checkpoint_to_resume(out: Path, resume: bool) -> Path | None:
     return checkpoint
 
 
-def _experience(learners: Learners, workers: RayRollouts | None, scenario: TrainScenario,
+def _experience(learners: Learners, source: RolloutSource | None, scenario: TrainScenario,
                 playing: TrainScenario, shaper: Shaper | None, learning: list[str],
                 iteration: int, out: Path
                 ) -> tuple[Rollout, Trajectories, TrainScenario, dict[str, float]]:
@@ -194,9 +194,9 @@ def _experience(learners: Learners, workers: RayRollouts | None, scenario: Train
     scenario to play next and the metrics of both."""
     config, engine = scenario.training, learners.engine
     seed = iteration_seed(config.seed, iteration)
-    rollout = (workers.collect(playing, learners.model, learners.actors,
-                               config.episodes_per_iteration, seed, config.concurrency)
-               if workers else run_on(engine, collect_rollout(
+    rollout = (source.collect(playing, learners, config.episodes_per_iteration, seed,
+                              config.concurrency)
+               if source else run_on(engine, collect_rollout(
                    playing, engine, config.episodes_per_iteration, seed, config.concurrency)))
     trajectories = assemble(rollout.envelopes)
     extra: dict[str, float] = {}
@@ -231,22 +231,6 @@ def _learn(learners: Learners, rollout: Rollout, trajectories: Trajectories,
     return metrics | {"prepare_s": updated - prepared, "update_s": update_s,
                       "update_tokens_per_s": config.epochs * sum(d.tokens for d in decisions)
                       / update_s}
-
-
-@contextmanager
-def _rollout_workers(scenario: TrainScenario, adapters: list[str], address: str | None
-                     ) -> Iterator[RayRollouts | None]:
-    """Ray rollout workers with `training.workers`, closed at the end; else None."""
-    if not scenario.training.workers:
-        yield None
-        return
-    from training.ray_rollout import RayRollouts
-
-    workers = RayRollouts(scenario, adapters, scenario.training.workers, address)
-    try:
-        yield workers
-    finally:
-        workers.close()
 
 
 def _socialise(engine: InferenceEngine, trajectories: Trajectories, playing: TrainScenario,

@@ -14,19 +14,26 @@ adapters being trained.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
+import safetensors.torch
 import structlog
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
 
 log = structlog.get_logger()
 
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
 _CONFIG_FILE = "adapter_config.json"
+_WEIGHTS_FILE = "adapter_model.safetensors"
+
+
+class AdapterDigestError(ValueError):
+    """Adapter files that are not the ones their sender hashed (a stale or partial copy)."""
 
 
 def attach_adapters(
@@ -215,3 +222,49 @@ def ensure_adapters(engine: _HoldsModel, directory: str | Path) -> PeftModel:
     engine.model = peft_model
     done.add(root)
     return peft_model
+
+
+def adapters_digest(directory: str | Path, names: Sequence[str]) -> str:
+    """The sha256 of the named adapters' files under `directory` (config and weights)."""
+    return _read_adapters(Path(directory), names)[0]
+
+
+def refresh_adapters(engine: _HoldsModel, directory: str | Path, names: Sequence[str],
+                     digest: str) -> PeftModel:
+    """Load the named adapters' current weights from `directory` into `engine.model`.
+
+    The files are read once, checked against `digest` (`adapters_digest` of the sender),
+    and the weights loaded are those bytes: a copy still being written, or an older one,
+    is refused rather than played. Adapters the model lacks are added first.
+
+    Raises:
+        AdapterDigestError: the files are not the ones `digest` was taken of.
+    """
+    root = Path(directory)
+    found, weights = _read_adapters(root, names)
+    if found != digest:
+        raise AdapterDigestError(f"adapters in {root}: sha256 {found[:12]}, expected "
+                                 f"{digest[:12]} (a stale or partial copy?)")
+    model = engine.model
+    if not isinstance(model, PeftModel) or any(n not in model.peft_config for n in names):
+        model = load_adapters(model, root)
+    for name, data in weights.items():
+        set_peft_model_state_dict(model, safetensors.torch.load(data), adapter_name=name)
+    model.eval()
+    engine.model = model
+    return model
+
+
+def _read_adapters(root: Path, names: Sequence[str]) -> tuple[str, dict[str, bytes]]:
+    """The digest of the named adapters' files, and each one's weights file as read."""
+    digest, weights = hashlib.sha256(), {}
+    for name in sorted(names):
+        for file in (_CONFIG_FILE, _WEIGHTS_FILE):
+            path = root / name / file
+            if not path.is_file():
+                raise FileNotFoundError(f"adapter {name!r}: no {path}")
+            data = path.read_bytes()
+            digest.update(f"{name}/{file}:{len(data)}:".encode())
+            digest.update(data)
+        weights[name] = data
+    return digest.hexdigest(), weights

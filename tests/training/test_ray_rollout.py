@@ -61,7 +61,7 @@ def test_ray_workers_play_the_one_process_trajectories_with_the_learners_weights
     here = asyncio.run(collect_rollout(playing, learners.engine, 6, 7, 3))
     workers = RayRollouts(scenario, learners.actors, workers=2)
     try:
-        there = workers.collect(playing, learners.model, learners.actors, 6, 7, 3)
+        there = workers.collect(playing, learners, 6, 7, 3)
     finally:
         workers.close()
     assert there.summary.episodes == 6 and len(there.envelopes) == len(here.envelopes)
