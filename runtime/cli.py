@@ -26,7 +26,7 @@ from agents.plugins import AgentLoadError
 from protocols import ImportPathError
 from runtime.broker_config import load_credentials
 from runtime.broker_config import register as register_broker_config
-from runtime.console import ConversationView, summary_table
+from runtime.console import ConversationView, summary_lines, summary_table
 from runtime.envs import EnvError
 from runtime.logs import configure_logging
 from runtime.play import PlaySettings, Tap, play
@@ -116,7 +116,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--record", type=Path, help="write every envelope to FILE.jsonl")
     run.add_argument("--summary", type=Path, help="write the run summary as JSON")
     run.add_argument("--adapters", help="folder of trained LoRA adapters to play")
-    run.add_argument("--quiet", action="store_true", help="no live conversation")
+    shown = run.add_mutually_exclusive_group()
+    shown.add_argument("--quiet", action="store_true", help="no live view: the results only")
+    shown.add_argument("--verbose", action="store_true",
+                       help="observations whole and each agent's options")
     run.add_argument("--credentials", type=Path, help="logins from `parley broker-config`")
 
     agent = commands.add_parser("agent", help="run one agent in this process")
@@ -135,6 +138,8 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("recording", type=Path)
     replay.add_argument("--scenario", type=Path,
                         help="the run's scenario, to check its messages (else shown unchecked)")
+    replay.add_argument("--verbose", action="store_true",
+                        help="observations whole and each agent's options")
 
     _register_bench(commands)
     register_broker_config(commands)
@@ -156,10 +161,10 @@ def _register_bench(commands: Any) -> None:
     bench.add_argument("--json", action="store_true")
 
 
-def _view() -> ConversationView:
+def _view(verbose: bool = False) -> ConversationView:
     # Names and returns' keys come from envs and recordings: data, never rich markup
     # (a `[/x]` in them would otherwise raise MarkupError).
-    return ConversationView(Console(highlight=False, markup=False))
+    return ConversationView(Console(highlight=False, markup=False), verbose=verbose)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -176,7 +181,7 @@ def _run(args: argparse.Namespace) -> int:
     input_folder("--adapters", args.adapters)
     scenario = load_scenario(args.scenario)
     preflight(scenario, args.adapters)
-    view = [] if args.quiet else [_view()]
+    view = [] if args.quiet else [_view(args.verbose)]
     with ExitStack() as stack:
         taps: list[Tap] = [*view]
         if args.record is not None:
@@ -187,13 +192,11 @@ def _run(args: argparse.Namespace) -> int:
             bus=args.bus, run_id=args.run_id, adapters=args.adapters, taps=taps,
             credentials=_credentials(args))
         summary = asyncio.run(play(scenario, settings))
+    console = Console(markup=False)  # the table's agent names are the env's, not markup
     if not args.quiet:
-        console = Console(markup=False)  # the table's agent names are the env's, not markup
         console.print(summary_table(summary))
-        counts = summary.messages
-        success = "" if summary.success_rate is None else f"  success: {summary.success_rate:.0%}"
-        console.print(f"messages: {counts.published} published, {counts.delivered} delivered, "
-                      f"{counts.rejected} rejected  wall: {summary.wall_s} s{success}")
+    for line in summary_lines(summary):
+        console.print(line)
     if args.summary:
         args.summary.write_text(summary.to_json() + "\n")
     return 0
@@ -227,14 +230,14 @@ def _agent(args: argparse.Namespace) -> int:
     return 0
 
 
-def replay(recording: Path, scenario: Path | None = None) -> None:
+def replay(recording: Path, scenario: Path | None = None, verbose: bool = False) -> None:
     """Show a recorded run; RecordingError names the file and its first bad line."""
     registry = load_scenario(scenario).registry() if scenario else None
-    _view().replay(read_recording(recording, registry))
+    _view(verbose).replay(read_recording(recording, registry))
 
 
 def _replay(args: argparse.Namespace) -> int:
-    replay(args.recording, args.scenario)
+    replay(args.recording, args.scenario, args.verbose)
     return 0
 
 

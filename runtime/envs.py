@@ -93,6 +93,11 @@ def _split_mask(raw: Any, info: Mapping[str, Any]) -> tuple[Any, list[bool] | No
     return raw, None if mask is None else [bool(m) for m in np.asarray(mask).tolist()]
 
 
+def generic_text(agent: str, numbers: JsonValue) -> str:
+    """The text of an env that writes none: its numbers, as JSON."""
+    return f"You are {agent}. Your observation: {numbers}"
+
+
 class _Rendering:
     """Text and action names: the env's own when it has them, generic otherwise."""
 
@@ -113,7 +118,7 @@ class _Rendering:
         if isinstance(self.env, WritesText):
             text = str(self.env.text_observation(agent))
         else:
-            text = f"You are {agent}. Your observation: {numbers}"
+            text = generic_text(agent, numbers)
         private = (self.env.private_information(agent)
                    if isinstance(self.env, TellsPrivate) else None)
         return Observation(text=text, data=numbers, action_names=self.action_names(agent),

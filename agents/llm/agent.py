@@ -62,6 +62,13 @@ class LLMAgent:
             self._engine_checked = True
         return self._engine
 
+    async def ready_engine(self) -> InferenceEngine:
+        """`engine`, its first load (the model, the adapters) run off the event loop: other
+        agents and the runner go on meanwhile."""
+        if self._engine is None or not self._engine_checked:
+            return await asyncio.to_thread(lambda: self.engine)
+        return self._engine
+
     def _check_adapter(self, engine: InferenceEngine) -> None:
         adapter = self.adapter
         if adapter is None:
@@ -84,7 +91,7 @@ class LLMAgent:
         """One schema-valid message per route, or none for a route that failed validation."""
         if not self._context.routes:
             return []
-        engine = self.engine
+        engine = await self.ready_engine()
         turn = self._turn(observation, inbox)
         # Seeds are drawn before the concurrent writes so the outcome does not
         # depend on how the engine interleaves them.
@@ -170,8 +177,9 @@ class LLMAgent:
         legal = observation.legal_actions
         if not legal:
             raise ValueError(f"agent {self.name}: no legal action to choose from")
+        engine = await self.ready_engine()
         prompt_ids, options = self._action_prompt(observation, inbox)
-        probs = await self._action_probs(self.engine, prompt_ids, options, legal)
+        probs = await self._action_probs(engine, prompt_ids, options, legal)
         index = sample_index(probs, self._rng)
         self._last_action = legal[index]
         trace = PolicyTrace(
@@ -185,9 +193,9 @@ class LLMAgent:
     async def action_distribution(self, observation: Observation,
                                   inbox: Sequence[Envelope]) -> list[float]:
         """The probability `act` would give each legal action, in legal order; no draw."""
+        engine = await self.ready_engine()
         prompt_ids, options = self._action_prompt(observation, inbox)
-        probs = await self._action_probs(self.engine, prompt_ids, options,
-                                         observation.legal_actions)
+        probs = await self._action_probs(engine, prompt_ids, options, observation.legal_actions)
         return [float(p) for p in probs]
 
     def _action_prompt(self, observation: Observation, inbox: Sequence[Envelope]

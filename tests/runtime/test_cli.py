@@ -91,7 +91,7 @@ def test_replay_shows_recorded_run(tmp_path: Path, capsys: pytest.CaptureFixture
     capsys.readouterr()
     assert main(["replay", str(path)]) == 0
     out = capsys.readouterr().out
-    assert out.count("episode ") == 3 and "player_1 does:" in out
+    assert out.count(" · returns ") == 3 and "player_1 does:" in out
 
 
 def test_replay_of_broken_file_names_the_line(tmp_path: Path,
@@ -236,4 +236,4 @@ def test_replay_shows_names_that_look_like_markup(tmp_path: Path,
            "payload": {"returns": {"[/x]": 1.0}, "steps": 1}}
     path.write_text(json.dumps(end) + "\n")
     assert main(["replay", str(path)]) == 0
-    assert "[/x]=+1.00" in capsys.readouterr().out
+    assert "returns [/x] +1.00" in capsys.readouterr().out
