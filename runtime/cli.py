@@ -32,7 +32,7 @@ from runtime.logs import configure_logging
 from runtime.play import PlaySettings, Tap, play
 from runtime.preflight import preflight
 from runtime.recorder import Recording, RecordingError, read_recording
-from runtime.scenario import load_scenario
+from runtime.scenario import Scenario, load_scenario
 from runtime.scenario_yaml import ScenarioError, printable
 
 EXIT_BAD_INPUT = 2
@@ -97,6 +97,30 @@ def input_folder(option: str, path: str | Path | None) -> None:
         raise ArgumentError(f"{option} {path}: no such folder")
 
 
+def add_adapters(parser: argparse.ArgumentParser) -> None:
+    """`--adapters DIR` or `--untrained`: what LLM agents play instead of the scenario's
+    own adapters (its `adapters:`), if it has any."""
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--adapters", help="folder of trained LoRA adapters to play "
+                       "(default: the scenario's `adapters:`, if any)")
+    which.add_argument("--untrained", action="store_true",
+                       help="play the base model, not the scenario's trained adapters")
+
+
+def played_adapters(scenario: Scenario, args: argparse.Namespace) -> str | None:
+    """The adapters LLM agents play: `--adapters`, else the scenario's unless `--untrained`;
+    ArgumentError when that folder does not exist."""
+    if args.untrained:
+        return None
+    if args.adapters is not None:
+        input_folder("--adapters", args.adapters)
+        return str(args.adapters)
+    shipped = scenario.shipped_adapters()
+    if shipped is not None and not Path(shipped).is_dir():
+        raise ArgumentError(f"{scenario.where('adapters')}: {shipped}: no such folder")
+    return shipped
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = Parser(prog="parley", description=__doc__.splitlines()[0])
     parser.add_argument("--log-level", default="warning",
@@ -115,7 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--run-id", help="run id on the bus (default: the scenario name)")
     run.add_argument("--record", type=Path, help="write every envelope to FILE.jsonl")
     run.add_argument("--summary", type=Path, help="write the run summary as JSON")
-    run.add_argument("--adapters", help="folder of trained LoRA adapters to play")
+    add_adapters(run)
     shown = run.add_mutually_exclusive_group()
     shown.add_argument("--quiet", action="store_true", help="no live view: the results only")
     shown.add_argument("--verbose", action="store_true",
@@ -128,7 +152,7 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("--bus", required=True, help="mqtt://HOST:PORT")
     agent.add_argument("--run-id")
     agent.add_argument("--seed", type=int)
-    agent.add_argument("--adapters")
+    add_adapters(agent)
     agent.add_argument("--credentials", type=Path, help="logins from `parley broker-config`")
     agent.add_argument("--training", action="store_true",
                        help="play every rollout `parley train --bus` orders, with the "
@@ -178,9 +202,9 @@ def _validate(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     output_file("--record", args.record)
     output_file("--summary", args.summary)
-    input_folder("--adapters", args.adapters)
     scenario = load_scenario(args.scenario)
-    preflight(scenario, args.adapters)
+    adapters = played_adapters(scenario, args)
+    preflight(scenario, adapters)
     view = [] if args.quiet else [_view(args.verbose)]
     with ExitStack() as stack:
         taps: list[Tap] = [*view]
@@ -189,7 +213,7 @@ def _run(args: argparse.Namespace) -> int:
         settings = PlaySettings(
             episodes=args.episodes or scenario.episodes,
             seed=scenario.seed if args.seed is None else args.seed,
-            bus=args.bus, run_id=args.run_id, adapters=args.adapters, taps=taps,
+            bus=args.bus, run_id=args.run_id, adapters=adapters, taps=taps,
             credentials=_credentials(args))
         summary = asyncio.run(play(scenario, settings))
     console = Console(markup=False)  # the table's agent names are the env's, not markup
@@ -214,9 +238,9 @@ def _agent(args: argparse.Namespace) -> int:
     if args.training and (args.credentials or args.adapters):
         raise ArgumentError("--training: the trainer hands over the adapters; "
                             "--credentials and --adapters do not apply")
-    input_folder("--adapters", args.adapters)
     scenario = load_scenario(args.scenario)
-    preflight(scenario, args.adapters, serve=args.agent)
+    adapters = played_adapters(scenario, args)
+    preflight(scenario, adapters, serve=args.agent)
     structlog.contextvars.bind_contextvars(agent=args.agent)
     if args.training:
         from runtime.follow import follow
@@ -224,7 +248,7 @@ def _agent(args: argparse.Namespace) -> int:
         asyncio.run(follow(scenario, args.agent, args.bus, args.run_id))
         return 0
     settings = PlaySettings(episodes=0, seed=scenario.seed if args.seed is None else args.seed,
-                            bus=args.bus, run_id=args.run_id, adapters=args.adapters,
+                            bus=args.bus, run_id=args.run_id, adapters=adapters,
                             serve_only=args.agent, credentials=_credentials(args))
     asyncio.run(play(scenario, settings))
     return 0

@@ -130,6 +130,10 @@ class Scenario(Strict):
     protocol: ProtocolSpec = Field(default_factory=ProtocolSpec)
     model: ModelConfig = Field(default_factory=ModelConfig)
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+    adapters: str | None = Field(
+        default=None, description="Trained LoRA adapters the LLM agents play unless told "
+        "otherwise (`--adapters DIR`, or `--untrained` for the base model): a folder, "
+        "relative to this file. `parley train` starts from fresh adapters.")
     training: dict[str, JsonValue] | None = Field(
         default=None,
         description="PPO settings; `parley train` validates them (training.PPOConfig). The "
@@ -143,6 +147,13 @@ class Scenario(Strict):
         source = info.context.get("source") if isinstance(info.context, dict) else None
         self._source = source if isinstance(source, Source) else None
         return self
+
+    def shipped_adapters(self) -> str | None:
+        """`adapters`, resolved against the folder of the scenario file."""
+        if self.adapters is None:
+            return None
+        folder = self._source.path.parent if self._source is not None else Path()
+        return str(folder / self.adapters)
 
     def where(self, *loc: str | int) -> str:
         """`FILE:LINE: field.path` of a field (just the path for a scenario built in code)."""

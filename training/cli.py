@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from runtime.cli import input_folder, output_file, output_folder, positive
+from runtime.cli import (
+    add_adapters,
+    input_folder,
+    output_file,
+    output_folder,
+    played_adapters,
+    positive,
+)
 
 if TYPE_CHECKING:
     from protocols import Envelope
@@ -64,6 +71,7 @@ def register(commands: Any) -> None:
     register_analyze(commands)
     _register_ablate(commands)
     _register_distill(commands)
+    _register_view(commands)
 
     plot = commands.add_parser("plot", help="PNG learning curves of a training run")
     plot.add_argument("run", type=Path)
@@ -73,7 +81,7 @@ def register(commands: Any) -> None:
 def _register_eval(commands: Any) -> None:
     evaluate = commands.add_parser("eval", help="success rate and return with 95%% intervals")
     evaluate.add_argument("scenario", type=Path)
-    evaluate.add_argument("--adapters", help="trained adapters (default: untrained agents)")
+    add_adapters(evaluate)
     evaluate.add_argument("--episodes", type=positive, default=200)
     evaluate.add_argument("--seed", type=int, default=10_000,
                           help="episodes seeds start here; kept apart from training seeds")
@@ -148,15 +156,15 @@ def _eval(args: argparse.Namespace) -> int:
     output_file("--summary", args.summary)
     output_file("--record", args.record)
     output_folder("--messages", args.messages)
-    input_folder("--adapters", args.adapters)
     scenario = load_scenario(args.scenario, dict(args.settings))
-    preflight(scenario, args.adapters)
+    adapters = played_adapters(scenario, args)
+    preflight(scenario, adapters)
     envelopes: list[Envelope] = []
     with ExitStack() as stack:
         taps: list[Tap] = [envelopes.append] if args.messages else []
         if args.record:
             taps.append(stack.enter_context(Recording(args.record)))
-        summary = asyncio.run(evaluate(scenario, args.episodes, args.seed, args.adapters,
+        summary = asyncio.run(evaluate(scenario, args.episodes, args.seed, adapters,
                                        args.concurrency, taps))
     print(render_eval(summary))
     if args.summary:
@@ -164,7 +172,7 @@ def _eval(args: argparse.Namespace) -> int:
     if args.messages:
         from training.analysis.cli import message_analysis
 
-        message_analysis(envelopes, scenario, args.adapters, args.messages)
+        message_analysis(envelopes, scenario, adapters, args.messages)
     return 0
 
 
@@ -196,6 +204,41 @@ def _ablate(args: argparse.Namespace) -> int:
                    args.iterations, args.episodes, args.jobs, args.threads, args.threshold)
     print(table.read_text(), end="")
     print(f"plot: {args.out / 'ablation.png'}")
+    return 0
+
+
+def _register_view(commands: Any) -> None:
+    view = commands.add_parser("view", help="a recording or a training run as one HTML page")
+    view.add_argument("source", type=Path, help="a recording (FILE.jsonl) or a `parley train` "
+                      "folder")
+    view.add_argument("--out", type=Path, help="the page (default: SOURCE.html, or "
+                      "RUN_DIR/view.html)")
+    view.add_argument("--scenario", type=Path,
+                      help="the run's scenario, to check its messages (else shown unchecked)")
+    view.set_defaults(handler=_view)
+
+
+def _view(args: argparse.Namespace) -> int:
+    from runtime.scenario import load_scenario
+    from runtime.viewer import recording_page
+    from training.run_view import run_page
+
+    registry = load_scenario(args.scenario).registry() if args.scenario else None
+    source: Path = args.source
+    if source.is_dir():
+        if not (source / "metrics.csv").is_file():
+            raise FileNotFoundError(f"{source}: no metrics.csv (not a `parley train` folder?)")
+        out = args.out or source / "view.html"
+        output_file("--out", out)
+        page = run_page(source, registry)
+    else:
+        from runtime.recorder import read_recording
+
+        out = args.out or source.with_suffix(".html")
+        output_file("--out", out)
+        page = recording_page(source.stem, read_recording(source, registry), registry is not None)
+    out.write_text(page, encoding="utf-8")
+    print(out)
     return 0
 
 

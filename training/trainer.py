@@ -44,6 +44,7 @@ from training.config import PPOConfig
 from training.learners import Learners, build_learners
 from training.metrics import MetricsWriter, iteration_metrics, progress_bar
 from training.rollout import Rollout, collect_rollout
+from training.run_view import record_sampled_episodes
 from training.shaping import Shaper, shape
 from training.shaping import record as record_shaping
 from training.social import latest_summaries, refresh, with_summaries
@@ -81,7 +82,8 @@ def scenario_for_training(scenario: TrainScenario, adapters: dict[str, str]) -> 
     runtime = timing.model_copy(update={
         "speak_timeout_s": max(timing.speak_timeout_s, TRAINING_TIMEOUT_S),
         "action_timeout_s": max(timing.action_timeout_s, TRAINING_TIMEOUT_S)})
-    return scenario.model_copy(update={"agents": agents, "runtime": runtime})
+    # Training starts from fresh adapters, whatever the scenario's own `adapters:` are.
+    return scenario.model_copy(update={"agents": agents, "runtime": runtime, "adapters": None})
 
 
 def set_learning_rates(optimisers: dict[str, torch.optim.Optimizer], config: PPOConfig,
@@ -198,6 +200,7 @@ def _experience(learners: Learners, source: RolloutSource | None, scenario: Trai
                               config.concurrency)
                if source else run_on(engine, collect_rollout(
                    playing, engine, config.episodes_per_iteration, seed, config.concurrency)))
+    record_sampled_episodes(out, iteration, rollout.envelopes)
     trajectories = assemble(rollout.envelopes)
     extra: dict[str, float] = {}
     if shaper is not None:
