@@ -50,10 +50,11 @@ class FieldSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    type: FieldType
-    description: str = ""
-    required: bool = True
-    default: Any = None
+    type: FieldType = Field(description="The field's type; `enum` takes `values`, `list` "
+                            "takes `items`, `object` takes `fields`.")
+    description: str = Field(default="", description="Shown to the model in the JSON Schema.")
+    required: bool = Field(default=True, description="False: the field may be left out.")
+    default: Any = Field(default=None, description="The value of a field left out.")
     values: list[str] | None = Field(default=None, description="Allowed values of an enum.")
     min_length: int | None = Field(default=None, ge=0, le=MAX_SIZE, description="Shortest string.")
     max_length: int | None = Field(default=None, ge=0, le=MAX_SIZE, description="Longest string.")
@@ -64,8 +65,8 @@ class FieldSpec(BaseModel):
     le: float | None = Field(default=None, allow_inf_nan=False,
                              description="Inclusive upper bound of a number.")
     items: FieldSpec | None = Field(default=None, description="Element type of a list.")
-    min_items: int | None = Field(default=None, ge=0, le=MAX_SIZE)
-    max_items: int | None = Field(default=None, ge=0, le=MAX_SIZE)
+    min_items: int | None = Field(default=None, ge=0, le=MAX_SIZE, description="Shortest list.")
+    max_items: int | None = Field(default=None, ge=0, le=MAX_SIZE, description="Longest list.")
     fields: dict[FieldName, FieldSpec] | None = Field(
         default=None, description="Fields of an object.")
 
@@ -93,10 +94,13 @@ class MessageSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
-    version: int = Field(default=1, ge=1)
-    description: str = ""
-    fields: dict[FieldName, FieldSpec] | None = None
-    import_path: str | None = Field(default=None, alias="import", pattern=r"^[\w.]+:[\w.]+$")
+    version: int = Field(default=1, ge=1, description="Part of the schema id, `Name@version`.")
+    description: str = Field(default="", description="What the message is for; shown to "
+                             "the model in the JSON Schema.")
+    fields: dict[FieldName, FieldSpec] | None = Field(
+        default=None, description="The message's fields (or give `import`).")
+    import_path: str | None = Field(default=None, alias="import", pattern=r"^[\w.]+:[\w.]+$",
+                                    description="module:Class of a pydantic model to use as is.")
 
     @model_validator(mode="after")
     def _buildable(self) -> Self:

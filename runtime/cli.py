@@ -11,13 +11,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import structlog
 from rich.console import Console
@@ -26,99 +25,28 @@ from agents.plugins import AgentLoadError
 from protocols import ImportPathError
 from runtime.broker_config import load_credentials
 from runtime.broker_config import register as register_broker_config
+from runtime.cli_args import (
+    EXIT_BAD_INPUT,
+    ArgumentError,
+    Parser,
+    add_adapters,
+    output_file,
+    played_adapters,
+    positive,
+)
 from runtime.console import ConversationView, summary_lines, summary_table
 from runtime.envs import EnvError
 from runtime.logs import configure_logging
 from runtime.play import PlaySettings, Tap, play
 from runtime.preflight import preflight
 from runtime.recorder import Recording, RecordingError, read_recording
-from runtime.scenario import Scenario, load_scenario
+from runtime.scenario import load_scenario
 from runtime.scenario_yaml import ScenarioError, printable
 
-EXIT_BAD_INPUT = 2
 COMMAND_GROUP = "parley.commands"
 BENCHMARK_GROUP = "parley.benchmarks"
 USER_ERRORS = (ScenarioError, EnvError, AgentLoadError, RecordingError, ImportPathError,
                ValueError, TimeoutError, OSError)
-
-
-class ArgumentError(ValueError):
-    """A command-line argument that cannot be used, e.g. an output path with no folder."""
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with the CLI's error format: one line, no usage block, exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_BAD_INPUT, f"error: {self.prog}: {printable(message)}\n")
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def output_file(option: str, path: Path | None) -> None:
-    """ArgumentError unless the file `path` can be written; checked before a run, not after."""
-    if path is None:
-        return
-    if path.is_dir():
-        raise ArgumentError(f"{option} {path}: is a folder, not a file")
-    if not path.parent.is_dir():
-        raise ArgumentError(f"{option} {path}: folder {path.parent} does not exist")
-    if not _writable(path.parent) or (path.exists() and not os.access(path, os.W_OK)):
-        raise ArgumentError(f"{option} {path}: no permission to write it")
-
-
-def output_folder(option: str, path: Path | None) -> None:
-    """ArgumentError unless the folder `path` exists or can be made, and can be written in."""
-    if path is None:
-        return
-    if path.exists() and not path.is_dir():
-        raise ArgumentError(f"{option} {path}: is a file, not a folder")
-    existing = path.absolute()
-    while not existing.exists():  # the folder is made with its parents: the nearest that exists
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ArgumentError(f"{option} {path}: cannot be made, {existing} is a file")
-    if not _writable(existing):
-        raise ArgumentError(f"{option} {path}: no permission to write in {existing}")
-
-
-def _writable(folder: Path) -> bool:
-    return os.access(folder, os.W_OK | os.X_OK)
-
-
-def input_folder(option: str, path: str | Path | None) -> None:
-    """ArgumentError unless `path` is an existing folder."""
-    if path is not None and not Path(path).is_dir():
-        raise ArgumentError(f"{option} {path}: no such folder")
-
-
-def add_adapters(parser: argparse.ArgumentParser) -> None:
-    """`--adapters DIR` or `--untrained`: what LLM agents play instead of the scenario's
-    own adapters (its `adapters:`), if it has any."""
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--adapters", help="folder of trained LoRA adapters to play "
-                       "(default: the scenario's `adapters:`, if any)")
-    which.add_argument("--untrained", action="store_true",
-                       help="play the base model, not the scenario's trained adapters")
-
-
-def played_adapters(scenario: Scenario, args: argparse.Namespace) -> str | None:
-    """The adapters LLM agents play: `--adapters`, else the scenario's unless `--untrained`;
-    ArgumentError when that folder does not exist."""
-    if args.untrained:
-        return None
-    if args.adapters is not None:
-        input_folder("--adapters", args.adapters)
-        return str(args.adapters)
-    shipped = scenario.shipped_adapters()
-    if shipped is not None and not Path(shipped).is_dir():
-        raise ArgumentError(f"{scenario.where('adapters')}: {shipped}: no such folder")
-    return shipped
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -130,7 +58,22 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check a scenario file")
     validate.add_argument("scenario", type=Path)
+    _register_run(commands)
+    _register_agent(commands)
+    replay = commands.add_parser("replay", help="show a recorded run")
+    replay.add_argument("recording", type=Path)
+    replay.add_argument("--scenario", type=Path,
+                        help="the run's scenario, to check its messages (else shown unchecked)")
+    replay.add_argument("--verbose", action="store_true",
+                        help="observations whole and each agent's options")
+    _register_bench(commands)
+    register_broker_config(commands)
+    for plugin in entry_points(group=COMMAND_GROUP):
+        plugin.load()(commands)
+    return parser
 
+
+def _register_run(commands: Any) -> None:
     run = commands.add_parser("run", help="run a scenario live")
     run.add_argument("scenario", type=Path)
     run.add_argument("--episodes", type=positive)
@@ -146,6 +89,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="observations whole and each agent's options")
     run.add_argument("--credentials", type=Path, help="logins from `parley broker-config`")
 
+
+def _register_agent(commands: Any) -> None:
     agent = commands.add_parser("agent", help="run one agent in this process")
     agent.add_argument("scenario", type=Path)
     agent.add_argument("--agent", required=True)
@@ -157,19 +102,6 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("--training", action="store_true",
                        help="play every rollout `parley train --bus` orders, with the "
                        "adapters it hands over, until training ends")
-
-    replay = commands.add_parser("replay", help="show a recorded run")
-    replay.add_argument("recording", type=Path)
-    replay.add_argument("--scenario", type=Path,
-                        help="the run's scenario, to check its messages (else shown unchecked)")
-    replay.add_argument("--verbose", action="store_true",
-                        help="observations whole and each agent's options")
-
-    _register_bench(commands)
-    register_broker_config(commands)
-    for plugin in entry_points(group=COMMAND_GROUP):
-        plugin.load()(commands)
-    return parser
 
 
 def _register_bench(commands: Any) -> None:

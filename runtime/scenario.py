@@ -91,7 +91,7 @@ class AgentSpec(Strict):
 class RouteSpec(Strict):
     """Who may send which message to whom."""
 
-    sender: str = Field(alias="from")
+    sender: str = Field(alias="from", description="The sending agent.")
     recipient: str = Field(alias="to", description="An agent id, or `all`.")
     message: str = Field(description="A message name declared under protocol.messages.")
 
@@ -99,8 +99,11 @@ class RouteSpec(Strict):
 class ProtocolSpec(Strict):
     """The message protocol: the schemas and the routes they may travel."""
 
-    messages: dict[MessageName, MessageSpec] = Field(default_factory=dict)
-    routes: list[RouteSpec] = Field(default_factory=list)
+    messages: dict[MessageName, MessageSpec] = Field(
+        default_factory=dict, description="Each message by name: its fields (a pydantic "
+        "model is built from them) or an imported model.")
+    routes: list[RouteSpec] = Field(default_factory=list,
+                                    description="Who may send which message to whom.")
 
 
 class RuntimeSpec(Strict):
@@ -122,14 +125,17 @@ class Scenario(Strict):
     """A whole scenario file."""
 
     name: str = Field(pattern=r"^[\w.-]+$", description="Also the default run id on the bus.")
-    description: str = ""
-    seed: int = 0
-    episodes: int = Field(default=1, ge=1)
-    env: EnvSpec
-    agents: dict[AgentName, AgentSpec]
-    protocol: ProtocolSpec = Field(default_factory=ProtocolSpec)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+    description: str = Field(default="", description="What the scenario is, for people.")
+    seed: int = Field(default=0, description="Seeds the envs (episode i: seed + i) and agents.")
+    episodes: int = Field(default=1, ge=1, description="Episodes of `parley run`.")
+    env: EnvSpec = Field(description="The environment: a built-in game or a PettingZoo env.")
+    agents: dict[AgentName, AgentSpec] = Field(description="One entry per agent of the env.")
+    protocol: ProtocolSpec = Field(default_factory=ProtocolSpec,
+                                   description="The messages agents may send, and to whom.")
+    model: ModelConfig = Field(default_factory=ModelConfig,
+                               description="The language model the `llm` agents share.")
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec,
+                                 description="Timing and fallbacks of a run.")
     adapters: str | None = Field(
         default=None, description="Trained LoRA adapters the LLM agents play unless told "
         "otherwise (`--adapters DIR`, or `--untrained` for the base model): a folder, "

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from runtime.cli import (
+from runtime.cli_args import (
     add_adapters,
     input_folder,
     output_file,

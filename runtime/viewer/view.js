@@ -70,7 +70,8 @@ function episodeNode(episode) {
   }
   if (end) {
     const returns = Object.entries(end.returns).map(([a, r]) => `${a} ${signed(r)}`).join(", ");
-    section.append(el("div", {class: "returns", text: `${end.steps} steps · returns ${returns}`}));
+    const steps = `${end.steps} step${end.steps === 1 ? "" : "s"}`;
+    section.append(el("div", {class: "returns", text: `${steps} · returns ${returns}`}));
   }
   return section;
 }

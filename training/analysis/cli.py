@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runtime.cli import input_folder, output_file, output_folder
+from runtime.cli_args import input_folder, output_file, output_folder
 from training.cli import add_settings
 
 if TYPE_CHECKING:
