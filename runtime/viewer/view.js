@@ -24,7 +24,8 @@ function summaryCards(summary) {
     el("div", {class: "card"}, el("b", {text: String(summary.episodes)}),
        data.kind === "training" ? "iterations" : "episodes"),
     el("div", {class: "card"}, el("b", {text: percent(summary.success_rate)}), "success"),
-    el("div", {class: "card"}, el("b", {text: String(summary.messages)}), "messages"));
+    el("div", {class: "card"}, el("b", {text: String(summary.messages)}),
+       data.kind === "training" ? "messages, last sample" : "messages"));
   const table = el("table", {class: "card", id: "returns"},
     el("tr", {}, el("th", {text: "agent"}), el("th", {text: "mean return"})));
   for (const [agent, value] of Object.entries(summary.returns))
@@ -158,7 +159,8 @@ function chart(name, xs, ys) {
     <line x1="${pad}" y1="${pad}" x2="${pad}" y2="${height - pad}" stroke="#ccc"/>
     <text x="2" y="${pad + 4}" font-size="10">${y1.toPrecision(3)}</text>
     <text x="2" y="${height - pad}" font-size="10">${y0.toPrecision(3)}</text>
-    <text x="${width - pad}" y="${height - 8}" font-size="10" text-anchor="end">iteration ${x1}</text>
+    <text x="${pad}" y="${height - 8}" font-size="10">iteration ${x0}</text>
+    <text x="${width - pad}" y="${height - 8}" font-size="10" text-anchor="end">${x1}</text>
     <path d="${path.join(" ")}" fill="none" stroke="#3366cc" stroke-width="2"/></svg>`;
   return box;
 }
