@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from runtime.scenario_yaml import ScenarioError
-from training.learners import build_learners
+from training.learners import Learners, build_learners
 from training.metrics import read_metrics
 from training.ray_rollout import RayRollouts
 from training.rollout import collect_rollout
@@ -47,16 +47,34 @@ def _played(trajectories: Trajectories) -> list[tuple[Any, ...]]:
             for s in trajectories.steps]
 
 
+def trained_looking_learners(scenario: TrainScenario) -> Learners:
+    """The scenario's learners with LoRA B drawn away from its zero start (seed 1)."""
+    learners = build_learners(scenario, sorted(set(adapter_names(scenario).values())))
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, param in learners.model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+    return learners
+
+
+def assert_learned_the_same(run: Path, other: Path) -> None:
+    """Two training runs with the same returns in every iteration and the same adapters."""
+    assert [r["return_mean"] for r in read_metrics(run)] == \
+        [r["return_mean"] for r in read_metrics(other)]
+    for name in ("listener", "speaker"):
+        mine = load_file(run / "adapters" / name / "adapter_model.safetensors")
+        theirs = load_file(other / "adapters" / name / "adapter_model.safetensors")
+        assert mine.keys() == theirs.keys()
+        for key in mine:
+            torch.testing.assert_close(mine[key], theirs[key])
+
+
 def test_ray_workers_play_the_one_process_trajectories_with_the_learners_weights(
         ray_cluster: None, tmp_path: Path, tiny_model_dir: Path) -> None:
     scenario = _scenario(tmp_path, tiny_model_dir)
     adapters = adapter_names(scenario)
-    learners = build_learners(scenario, sorted(set(adapters.values())))
-    torch.manual_seed(1)
-    with torch.no_grad():  # trained-looking adapters: LoRA B away from its zero start
-        for name, param in learners.model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.5)
+    learners = trained_looking_learners(scenario)
     playing = scenario_for_training(scenario, adapters)
     here = asyncio.run(collect_rollout(playing, learners.engine, 6, 7, 3))
     workers = RayRollouts(scenario, learners.actors, workers=2)
@@ -72,20 +90,10 @@ def test_ray_workers_play_the_one_process_trajectories_with_the_learners_weights
 
 def test_two_iterations_on_two_ray_workers_learn_what_one_process_learns(
         ray_cluster: None, tmp_path: Path, tiny_model_dir: Path) -> None:
-    runs = {}
     for workers in (0, 2):
         scenario = _scenario(tmp_path, tiny_model_dir, workers=workers)
-        out = tmp_path / f"workers{workers}"
-        runs[workers] = (train(scenario, out, iterations=2, progress=False), out)
-    (alone, alone_out), (spread, spread_out) = runs[0], runs[2]
-    assert [r["return_mean"] for r in read_metrics(spread_out)] == \
-        [r["return_mean"] for r in read_metrics(alone_out)]
-    for name in ("listener", "speaker"):
-        mine = load_file(spread / name / "adapter_model.safetensors")
-        theirs = load_file(alone / name / "adapter_model.safetensors")
-        assert mine.keys() == theirs.keys()
-        for key in mine:
-            torch.testing.assert_close(mine[key], theirs[key])
+        train(scenario, tmp_path / f"workers{workers}", iterations=2, progress=False)
+    assert_learned_the_same(tmp_path / "workers2", tmp_path / "workers0")
 
 
 def test_workers_without_ray_installed_is_one_error_naming_the_line(

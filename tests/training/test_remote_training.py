@@ -12,20 +12,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
 from agents.llm.adapters import AdapterDigestError, adapters_digest, refresh_adapters
 from runtime.mosquitto import Mosquitto
 from training.learners import build_learners
-from training.metrics import read_metrics
 from training.remote import RemoteRollouts
 from training.rollout import collect_rollout
 from training.train_scenario import TrainScenario, load_train_scenario
 from training.trainer import adapter_names, scenario_for_training, train
 from training.trajectory import assemble
 
-from .test_ray_rollout import _played
+from .test_ray_rollout import _played, assert_learned_the_same, trained_looking_learners
 from .test_trainer import SCENARIO
 
 ROOT = Path(__file__).parents[2]
@@ -66,12 +63,7 @@ def test_remote_listener_plays_the_one_process_trajectories_with_the_handed_adap
         tmp_path: Path, tiny_model_dir: Path, broker: Mosquitto) -> None:
     scenario = _scenario(tmp_path, tiny_model_dir, remote=True)
     adapters = adapter_names(scenario)
-    learners = build_learners(scenario, sorted(set(adapters.values())))
-    torch.manual_seed(1)
-    with torch.no_grad():  # trained-looking adapters: LoRA B away from its zero start
-        for name, param in learners.model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.5)
+    learners = trained_looking_learners(scenario)
     follower = _follower(scenario, tmp_path, broker.url)
     source = RemoteRollouts(scenario, adapters, broker.url, tmp_path / "out")
     try:
@@ -95,21 +87,14 @@ def test_two_iterations_with_a_remote_listener_learn_what_one_process_learns(
         tmp_path: Path, tiny_model_dir: Path, broker: Mosquitto) -> None:
     scenario = _scenario(tmp_path, tiny_model_dir, remote=True)
     follower = _follower(scenario, tmp_path, broker.url)
-    remote = train(scenario, tmp_path / "remote", iterations=2, progress=False, bus=broker.url)
+    train(scenario, tmp_path / "remote", iterations=2, progress=False, bus=broker.url)
     _, stderr = follower.communicate(timeout=60)
     assert follower.returncode == 0, stderr
     loaded = _events(stderr, "handed_adapters_loaded")
     assert len(loaded) == 2 and loaded[0]["digest"] != loaded[1]["digest"]  # changed there
-    alone = train(_scenario(tmp_path, tiny_model_dir, remote=False), tmp_path / "alone",
-                  iterations=2, progress=False)
-    assert [r["return_mean"] for r in read_metrics(tmp_path / "remote")] == \
-        [r["return_mean"] for r in read_metrics(tmp_path / "alone")]
-    for name in ("listener", "speaker"):
-        mine = load_file(remote / name / "adapter_model.safetensors")
-        theirs = load_file(alone / name / "adapter_model.safetensors")
-        assert mine.keys() == theirs.keys()
-        for key in mine:
-            torch.testing.assert_close(mine[key], theirs[key])
+    train(_scenario(tmp_path, tiny_model_dir, remote=False), tmp_path / "alone", iterations=2,
+          progress=False)
+    assert_learned_the_same(tmp_path / "remote", tmp_path / "alone")
 
 
 def test_remote_agents_without_a_broker_are_refused_before_training(
