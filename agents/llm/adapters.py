@@ -119,13 +119,14 @@ def save_adapters(model: PeftModel, directory: str | Path,
 
 
 def adapter_folders(directory: str | Path) -> dict[str, Path]:
-    """The adapters saved under `directory`: name to subfolder, sorted by name."""
+    """The adapters saved under `directory`: name to subfolder, sorted by name. A subfolder
+    counts when it holds both files of a peft adapter (a copy without its weights does not).
+    """
     root = Path(directory)
     if not root.is_dir():
         raise FileNotFoundError(f"adapters folder {root} does not exist")
-    return {
-        sub.name: sub for sub in sorted(root.iterdir()) if (sub / _CONFIG_FILE).is_file()
-    }
+    return {sub.name: sub for sub in sorted(root.iterdir())
+            if (sub / _CONFIG_FILE).is_file() and (sub / _WEIGHTS_FILE).is_file()}
 
 
 def load_adapters(
@@ -138,7 +139,8 @@ def load_adapters(
     """
     folders = adapter_folders(directory)
     if not folders:
-        raise FileNotFoundError(f"no adapters (subfolders with {_CONFIG_FILE}) in {directory}")
+        raise FileNotFoundError(f"no adapters (subfolders with {_CONFIG_FILE} and "
+                                f"{_WEIGHTS_FILE}) in {directory}")
     peft_model = model if isinstance(model, PeftModel) else None
     for saved, folder in folders.items():
         name = prefix + saved

@@ -27,9 +27,11 @@ def test_the_shipped_adapters_hold_each_llm_agent_and_stay_small() -> None:
     shipped = scenario.shipped_adapters()
     assert shipped is not None and Path(shipped) == SCENARIOS / "trained" / "referential"
     preflight(scenario, shipped)  # every LLM agent finds its adapter there
-    files = [f for f in Path(shipped).rglob("*") if f.is_file()]
-    assert {f.parent.name for f in files} == {"speaker", "listener"}
-    assert sum(f.stat().st_size for f in files) < 2_000_000  # adapters only, no base weights
+    files = {str(f.relative_to(shipped)): f.stat().st_size
+             for f in Path(shipped).rglob("*") if f.is_file()}
+    assert set(files) == {f"{agent}/{name}" for agent in ("speaker", "listener")
+                          for name in ("adapter_config.json", "adapter_model.safetensors")}
+    assert sum(files.values()) < 2_000_000  # adapters only, no base weights
 
 
 @pytest.mark.slow
