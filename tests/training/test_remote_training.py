@@ -12,9 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from agents.llm.adapters import AdapterDigestError, adapters_digest, refresh_adapters
+from protocols import Action
 from runtime.mosquitto import Mosquitto
+from runtime.recorder import read_recording
 from training.learners import build_learners
 from training.remote import RemoteRollouts
 from training.rollout import collect_rollout
@@ -95,6 +98,25 @@ def test_two_iterations_with_a_remote_listener_learn_what_one_process_learns(
     train(_scenario(tmp_path, tiny_model_dir, remote=False), tmp_path / "alone", iterations=2,
           progress=False)
     assert_learned_the_same(tmp_path / "remote", tmp_path / "alone")
+
+
+@pytest.mark.mqtt
+def test_a_remote_agent_that_does_not_learn_plays_along_unchanged(
+        tmp_path: Path, tiny_model_dir: Path, broker: Mosquitto) -> None:
+    data = yaml.safe_load(SCENARIO.replace("MODEL", str(tiny_model_dir)))
+    data["agents"]["listener"] = {"type": "scripted", "remote": True, "options": {"actions": [0]}}
+    (tmp_path / "remote.yaml").write_text(yaml.safe_dump(data))
+    scenario = load_train_scenario(tmp_path / "remote.yaml", {"training.threads": 1})
+    follower = _follower(scenario, tmp_path, broker.url)
+    adapters = train(scenario, tmp_path / "out", iterations=1, progress=False, bus=broker.url)
+    _, stderr = follower.communicate(timeout=60)
+    assert follower.returncode == 0, stderr
+    assert _events(stderr, "handed_adapters_loaded") == []  # nothing to hand a scripted agent
+    assert [event["rollouts"] for event in _events(stderr, "trainer_done")] == [1]
+    sampled = read_recording(tmp_path / "out" / "episodes" / "iteration_0000.jsonl")
+    picks = [e.payload for e in sampled if e.kind == "action" and e.sender == "listener"]
+    assert picks == [Action(action=0)] * 2  # its script, in both sampled episodes
+    assert sorted(p.name for p in adapters.iterdir() if p.is_dir()) == ["speaker"]
 
 
 def test_remote_agents_without_a_broker_are_refused_before_training(
