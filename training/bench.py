@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from typing import Any
 import torch
 
 from agents.llm.adapters import adapter_scope
-from agents.llm.bench import beside_ceiling, forward_flops_per_token
+from agents.llm.bench import beside_ceiling, forward_flops_per_token, render_side_by_side
 from agents.llm.compute import on_torch_thread
 from agents.llm.decoding import option_totals
 from agents.llm.policy import message_logits
@@ -200,18 +201,18 @@ def _bare_loss(model: torch.nn.Module, decisions: list[Decision], adapter: str |
 
 def render_train_dtypes(results: list[dict[str, Any]]) -> str:
     """Each precision's lines, then the updates' speed against the first precision's."""
-    lines = []
-    for result in results:
-        lines += [f"[{result['dtype']}]", render_train_bench(result),
-                  f"  matmul ceiling {result['ceiling_gflops']} GFLOP/s: bare loop at "
-                  f"{result['bare_of_ceiling']:.1%} of it, PPO update at "
-                  f"{result['ppo_of_ceiling']:.1%}", ""]
-    base = results[0]
-    for result in results[1:]:
+    def block(result: Mapping[str, Any]) -> list[str]:
+        return [render_train_bench(dict(result)),
+                f"  matmul ceiling {result['ceiling_gflops']} GFLOP/s: bare loop at "
+                f"{result['bare_of_ceiling']:.1%} of it, PPO update at "
+                f"{result['ppo_of_ceiling']:.1%}"]
+
+    def against_first(result: Mapping[str, Any], base: Mapping[str, Any]) -> str:
         policy, whole = ("ppo_tokens_per_s", "ppo_with_prepare_tokens_per_s")
-        lines.append(f"PPO update {result['dtype']} = {result[policy] / base[policy]:.2f}x "
-                     f"{base['dtype']} (with prepare {result[whole] / base[whole]:.2f}x)")
-    return "\n".join(lines).rstrip()
+        return (f"PPO update {result['dtype']} = {result[policy] / base[policy]:.2f}x "
+                f"{base['dtype']} (with prepare {result[whole] / base[whole]:.2f}x)")
+
+    return render_side_by_side(results, block, against_first)
 
 
 def render_train_bench(result: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -149,19 +150,32 @@ def render_inference_bench(result: BenchResult) -> str:
     return "\n".join(lines)
 
 
-def render_inference_dtypes(results: list[BenchResult]) -> str:
-    """Each precision's table, then the engine's tokens/s side by side against the first."""
+def render_side_by_side(results: Sequence[Mapping[str, Any]],
+                        block: Callable[[Mapping[str, Any]], list[str]],
+                        against_first: Callable[[Mapping[str, Any], Mapping[str, Any]], str]
+                        ) -> str:
+    """Per-precision bench results: each one's `block` of lines under its precision, then
+    each later precision `against_first` (the comparison line)."""
     lines = []
     for result in results:
-        lines += [f"[{result['dtype']}]", render_inference_bench(result),
-                  f"matmul ceiling {result['ceiling_gflops']} GFLOP/s; the engine's forward "
-                  f"work {result['engine_gflops']} GFLOP/s = "
-                  f"{float(result['engine_of_ceiling']):.1%} of it", ""]
-    base = results[0]
-    for result in results[1:]:
-        speedup = float(result["engine_tok_s"]) / float(base["engine_tok_s"])
-        lines.append(f"engine {result['dtype']} = {speedup:.2f}x engine {base['dtype']}")
+        lines += [f"[{result['dtype']}]", *block(result), ""]
+    lines += [against_first(result, results[0]) for result in results[1:]]
     return "\n".join(lines).rstrip()
+
+
+def render_inference_dtypes(results: list[BenchResult]) -> str:
+    """Each precision's table, then the engine's tokens/s side by side against the first."""
+    def block(result: Mapping[str, Any]) -> list[str]:
+        return [render_inference_bench(dict(result)),
+                f"matmul ceiling {result['ceiling_gflops']} GFLOP/s; the engine's forward "
+                f"work {result['engine_gflops']} GFLOP/s = "
+                f"{float(result['engine_of_ceiling']):.1%} of it"]
+
+    def against_first(result: Mapping[str, Any], base: Mapping[str, Any]) -> str:
+        speedup = float(result["engine_tok_s"]) / float(base["engine_tok_s"])
+        return f"engine {result['dtype']} = {speedup:.2f}x engine {base['dtype']}"
+
+    return render_side_by_side(results, block, against_first)
 
 
 def _prompts(tokenizer: PreTrainedTokenizerBase, agents: int) -> list[list[int]]:
