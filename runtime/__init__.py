@@ -6,7 +6,8 @@ from runtime.hub import SubscriptionHub
 from runtime.local_bus import LocalBus
 from runtime.mqtt_address import BusConnectionError
 from runtime.mqtt_bus import ConnectionState, MqttBus
-from runtime.play import PlaySettings, play
+from runtime.play import play
+from runtime.play_settings import PlaySettings
 from runtime.runner import Runner
 from runtime.scenario import Scenario, load_scenario
 from runtime.summary import EpisodeResult, RunSummary

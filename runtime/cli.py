@@ -37,7 +37,8 @@ from runtime.cli_args import (
 from runtime.console import ConversationView, summary_lines, summary_table
 from runtime.envs import EnvError
 from runtime.logs import configure_logging
-from runtime.play import PlaySettings, Tap, play
+from runtime.play import play
+from runtime.play_settings import PlaySettings, Tap
 from runtime.preflight import preflight
 from runtime.recorder import Recording, RecordingError, read_recording
 from runtime.scenario import load_scenario

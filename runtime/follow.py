@@ -23,7 +23,8 @@ from protocols import RUNNER, Control, seal
 from protocols.messages import ControlCommand
 from runtime.bus import Bus
 from runtime.host import is_stop
-from runtime.play import PlaySettings, open_bus, play
+from runtime.play import open_bus, play
+from runtime.play_settings import PlaySettings
 from runtime.scenario import Scenario
 
 if TYPE_CHECKING:

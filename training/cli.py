@@ -25,7 +25,7 @@ from runtime.cli_args import (
 
 if TYPE_CHECKING:
     from protocols import Envelope
-    from runtime.play import Tap
+    from runtime.play_settings import Tap
 
 SET_HELP = ("override a scenario setting, e.g. --set training.critic=none "
             "(the value is read as YAML; repeat for several)")

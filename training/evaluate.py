@@ -15,7 +15,8 @@ import structlog
 from pydantic import Field
 
 from agents.llm.engine import InferenceEngine
-from runtime.play import PlaySettings, Tap, play
+from runtime.play import play
+from runtime.play_settings import PlaySettings, Tap
 from runtime.scenario import Scenario
 from runtime.summary import RunSummary
 from training.stats import mean_ci95, proportion_ci95

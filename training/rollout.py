@@ -15,7 +15,8 @@ import structlog
 
 from agents.llm.engine import InferenceEngine
 from protocols import Envelope
-from runtime.play import PlaySettings, play
+from runtime.play import play
+from runtime.play_settings import PlaySettings
 from runtime.scenario import Scenario
 from runtime.summary import EpisodeResult, RunSummary
 

@@ -14,8 +14,9 @@ from runtime.bus import Bus
 from runtime.envs import make_env
 from runtime.host import AgentHost
 from runtime.local_bus import LocalBus
-from runtime.play import PlaySettings, build_agents
+from runtime.play import build_agents
 from runtime.play import play as play_scenario
+from runtime.play_settings import PlaySettings
 from runtime.runner import Runner
 from runtime.scenario import Scenario
 from runtime.summary import Incidents, RunSummary

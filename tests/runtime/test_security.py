@@ -30,7 +30,8 @@ from runtime.mosquitto import MOSQUITTO_PUB, Mosquitto, MosquittoFactory, find_t
 from runtime.mqtt_address import BrokerAddress, BusConnectionError
 from runtime.mqtt_bus import MqttBus
 from runtime.mqtt_filters import Duplicates
-from runtime.play import PlaySettings, Tap, play
+from runtime.play import play
+from runtime.play_settings import PlaySettings, Tap
 from runtime.scenario import load_scenario
 from runtime.summary import RunSummary
 from tests.runtime.conftest import Note

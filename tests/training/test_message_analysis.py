@@ -12,7 +12,8 @@ import yaml
 
 from protocols import Envelope
 from runtime.cli import main
-from runtime.play import PlaySettings, play
+from runtime.play import play
+from runtime.play_settings import PlaySettings
 from runtime.scenario import Scenario
 from tests.training.message_agents import CODE_BOOK
 from training.analysis.information import entropy, mutual_information, topographic_similarity

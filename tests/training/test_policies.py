@@ -105,7 +105,8 @@ def test_uniform_play_is_worth_the_table_mean_every_round() -> None:
 
 
 async def _scripted_play(tmp_path: Path) -> list:  # type: ignore[type-arg]
-    from runtime.play import PlaySettings, play
+    from runtime.play import play
+    from runtime.play_settings import PlaySettings
 
     scenario = load_scenario(ROOT / "scenarios" / "matrix_pd.yaml")
     scenario = scenario.model_copy(update={"agents": {

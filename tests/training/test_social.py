@@ -8,7 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from runtime.play import PlaySettings, play
+from runtime.play import play
+from runtime.play_settings import PlaySettings
 from runtime.scenario import Scenario
 from tests.training.test_message_analysis import code_game
 from tests.training.test_trainer import _scenario

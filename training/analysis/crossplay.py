@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, Field
 
 from protocols import Envelope
-from runtime.play import PlaySettings, play
+from runtime.play import play
+from runtime.play_settings import PlaySettings
 from runtime.scenario import AgentSpec, Scenario
 from training.analysis.game import GameAnalysis
 

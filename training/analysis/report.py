@@ -14,7 +14,8 @@ from matplotlib.figure import Figure
 
 from agents.base import WeighsActions
 from protocols import Envelope
-from runtime.play import PlaySettings, build_agents
+from runtime.play import build_agents
+from runtime.play_settings import PlaySettings
 from runtime.scenario import Scenario
 from training.analysis.listening import causal_listening
 from training.analysis.messages import ChannelReport, channels, exchanges, report
