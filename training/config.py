@@ -232,6 +232,7 @@ class PPOConfig(BaseModel):
         "learner's adapter weights, with the episodes the one-process rollout would give; "
         "0 plays them in this process. `parley train --ray-address` joins a cluster.",
     )
+
     @field_validator("workers")
     @classmethod
     def _ray_installed(cls, workers: int) -> int:

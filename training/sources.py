@@ -13,13 +13,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
+from agents.llm.engine import run_on
 from training.learners import Learners
-from training.rollout import Rollout
+from training.rollout import Rollout, collect_rollout
 from training.train_scenario import TrainScenario
 
 
 class RolloutSource(Protocol):
-    """Where rollouts are played when not all in this process: Ray workers, remote agents."""
+    """Where an iteration's episodes are played: this process, Ray workers, remote agents."""
 
     def collect(self, playing: TrainScenario, learners: Learners, episodes: int, seed: int,
                 concurrency: int) -> Rollout:
@@ -28,6 +29,18 @@ class RolloutSource(Protocol):
     def close(self) -> None:
         """Release the workers, or tell the remote agents that training is over."""
 
+
+class InProcess:
+    """Every agent in this process, on the learners' engine (the default)."""
+
+    def collect(self, playing: TrainScenario, learners: Learners, episodes: int, seed: int,
+                concurrency: int) -> Rollout:
+        """Play the episodes here, the model calls of all slots batched in one engine."""
+        return run_on(learners.engine, collect_rollout(playing, learners.engine, episodes,
+                                                       seed, concurrency))
+
+    def close(self) -> None:
+        """Nothing to release."""
 
 
 def check_placement(scenario: TrainScenario, bus: str | None) -> None:
@@ -47,8 +60,8 @@ def check_placement(scenario: TrainScenario, bus: str | None) -> None:
 @contextmanager
 def rollout_source(scenario: TrainScenario, adapters: dict[str, str], out: Path,
                     address: str | None, bus: str | None, run_id: str | None
-                    ) -> Iterator[RolloutSource | None]:
-    """Ray workers (`training.workers`) or remote agents, closed at the end; else None."""
+                    ) -> Iterator[RolloutSource]:
+    """Ray workers (`training.workers`), remote agents, or this process; closed at the end."""
     source: RolloutSource
     if scenario.training.workers:
         from training.ray_rollout import RayRollouts
@@ -61,8 +74,7 @@ def rollout_source(scenario: TrainScenario, adapters: dict[str, str], out: Path,
         assert bus is not None  # check_placement
         source = RemoteRollouts(scenario, adapters, bus, out, run_id)
     else:
-        yield None
-        return
+        source = InProcess()
     try:
         yield source
     finally:

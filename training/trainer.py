@@ -43,7 +43,7 @@ from training.checkpoint import ADAPTERS, latest_checkpoint, restore_checkpoint,
 from training.config import PPOConfig
 from training.learners import Learners, build_learners
 from training.metrics import MetricsWriter, iteration_metrics, progress_bar
-from training.rollout import Rollout, collect_rollout
+from training.rollout import Rollout
 from training.run_view import record_sampled_episodes
 from training.shaping import Shaper, shape
 from training.shaping import record as record_shaping
@@ -186,7 +186,7 @@ def _checkpoint_to_resume(out: Path, resume: bool) -> Path | None:
     return checkpoint
 
 
-def _experience(learners: Learners, source: RolloutSource | None, scenario: TrainScenario,
+def _experience(learners: Learners, source: RolloutSource, scenario: TrainScenario,
                 playing: TrainScenario, shaper: Shaper | None, learning: list[str],
                 iteration: int, out: Path
                 ) -> tuple[Rollout, Trajectories, TrainScenario, dict[str, float]]:
@@ -195,11 +195,8 @@ def _experience(learners: Learners, source: RolloutSource | None, scenario: Trai
     the next rollout's prompts carry are refreshed (`training.social`). Returns the
     scenario to play next and the metrics of both."""
     config, engine = scenario.training, learners.engine
-    seed = iteration_seed(config.seed, iteration)
-    rollout = (source.collect(playing, learners, config.episodes_per_iteration, seed,
-                              config.concurrency)
-               if source else run_on(engine, collect_rollout(
-                   playing, engine, config.episodes_per_iteration, seed, config.concurrency)))
+    rollout = source.collect(playing, learners, config.episodes_per_iteration,
+                             iteration_seed(config.seed, iteration), config.concurrency)
     record_sampled_episodes(out, iteration, rollout.envelopes)
     trajectories = assemble(rollout.envelopes)
     extra: dict[str, float] = {}

@@ -268,5 +268,6 @@ def _read_adapters(root: Path, names: Sequence[str]) -> tuple[str, dict[str, byt
             data = path.read_bytes()
             digest.update(f"{name}/{file}:{len(data)}:".encode())
             digest.update(data)
-        weights[name] = data
+            if file == _WEIGHTS_FILE:
+                weights[name] = data
     return digest.hexdigest(), weights
