@@ -14,14 +14,12 @@ framework's speaking the order protocol) gets orders without adapters.
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import structlog
 
-from agents.llm.adapters import adapters_digest, save_adapters
+from agents.llm.adapters import adapters_digest, replace_adapters
 from agents.llm.compute import on_torch_thread
 from agents.llm.engine import run_on
 from protocols import BROADCAST, RUNNER, Control, Envelope
@@ -75,11 +73,7 @@ class RemoteRollouts:
     def _hand(self, learners: Learners) -> str:
         """Write the remote learners' adapters to OUT/handed, replaced whole; their digest."""
         names = sorted(set(self.learning.values()))
-        aside = self.folder.with_name(f".tmp_{HANDED}")
-        shutil.rmtree(aside, ignore_errors=True)
-        on_torch_thread(save_adapters, learners.model, aside, names)
-        shutil.rmtree(self.folder, ignore_errors=True)
-        os.replace(aside, self.folder)
+        on_torch_thread(replace_adapters, learners.model, self.folder, names)
         return adapters_digest(self.folder, names)
 
     def _order(self, playing: TrainScenario, name: str, episodes: int, seed: int,

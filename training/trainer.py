@@ -25,17 +25,14 @@ torch's thread count for the whole process.
 from __future__ import annotations
 
 import math
-import os
-import shutil
 import time
 from pathlib import Path
 
 import structlog
 import torch
 import yaml
-from peft import PeftModel
 
-from agents.llm.adapters import save_adapters
+from agents.llm.adapters import replace_adapters
 from agents.llm.compute import on_torch_thread
 from agents.llm.engine import InferenceEngine, run_on
 from runtime.play import agent_seed
@@ -154,7 +151,8 @@ def train(scenario: TrainScenario, out: Path, iterations: int | None = None,
             if stopping:
                 log.info("target_success_held", iteration=iteration)
                 break
-    return _save_final(learners.model, learners.actors, out)
+    # OUT/adapters: the actors' adapters (not the critic's), replaced as a whole.
+    return replace_adapters(learners.model, out / ADAPTERS, learners.actors)
 
 
 def _set_up(scenario: TrainScenario, out: Path, resume: bool, adapters: dict[str, str]
@@ -249,17 +247,3 @@ def _write_scenario(out: Path, scenario: TrainScenario) -> None:
     out.mkdir(parents=True, exist_ok=True)
     data = scenario.model_dump(mode="json", by_alias=True, exclude_none=True)
     (out / "scenario.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-
-
-def _save_final(model: PeftModel, actors: list[str], out: Path) -> Path:
-    """OUT/adapters (the actors', not the critic's), replaced atomically (written aside,
-    then renamed)."""
-    final = out / ADAPTERS
-    temporary = out / f".tmp_{ADAPTERS}"
-    if temporary.exists():
-        shutil.rmtree(temporary)
-    save_adapters(model, temporary, actors)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(temporary, final)
-    return final

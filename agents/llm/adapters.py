@@ -15,6 +15,8 @@ adapters being trained.
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -116,6 +118,17 @@ def save_adapters(model: PeftModel, directory: str | Path,
         model.save_pretrained(str(target), selected_adapters=[name])
     log.info("adapters_saved", directory=str(root), names=names)
     return names
+
+
+def replace_adapters(model: PeftModel, directory: Path, names: Sequence[str]) -> Path:
+    """Save `names` to `directory`, replacing what it held as a whole: written aside, then
+    renamed, so that a reader never finds half a folder."""
+    aside = directory.with_name(f".tmp_{directory.name}")
+    shutil.rmtree(aside, ignore_errors=True)
+    save_adapters(model, aside, names)
+    shutil.rmtree(directory, ignore_errors=True)
+    os.replace(aside, directory)
+    return directory
 
 
 def adapter_folders(directory: str | Path) -> dict[str, Path]:
