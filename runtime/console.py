@@ -49,8 +49,7 @@ class ConversationView:
             case Observation() as observation:
                 self._observed(envelope, observation)
             case Action(action=action) if self._choices.get(envelope.sender) != 1 or self.verbose:
-                names = self._action_names.get(envelope.sender, [])
-                label = names[action] if action < len(names) else f"action {action}"
+                label = action_label(self._action_names.get(envelope.sender, []), action)
                 self._line(self._who(envelope.sender), " does: ", (label, "bold"))
             case Reward(reward=reward):
                 self._rewards[envelope.recipient] = reward
@@ -99,6 +98,11 @@ class ConversationView:
 
     def _line(self, *parts: str | Text | tuple[str, str]) -> None:
         self.console.print(Text.assemble(*parts))
+
+
+def action_label(names: list[str], action: int) -> str:
+    """An action by the name its agent's last observation gave it (its index if none)."""
+    return names[action] if action < len(names) else f"action {action}"
 
 
 def observation_summary(agent: str, observation: Observation, whole: bool = False) -> str:

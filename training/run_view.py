@@ -46,7 +46,7 @@ def run_page(run: Path, registry: SchemaRegistry | None = None) -> str:
                for path in sorted((run / EPISODES).glob("iteration_*.jsonl"))}
     iterations = [{"iteration": i, "episodes": episodes} for i, episodes in sampled.items()]
     latest = sampled[max(sampled)] if sampled else []
-    last = rows[-1].get("success_rate") if rows else None
+    last = _finite(rows[-1], "success_rate") if rows else None
     summary = run_summary(latest) | {"episodes": len(rows), "success_rate": last}
     return render_page(f"training run {run.name}", {
         "kind": "training", "summary": summary, "iterations": iterations,
@@ -54,11 +54,13 @@ def run_page(run: Path, registry: SchemaRegistry | None = None) -> str:
 
 
 def curves(rows: list[dict[str, float]]) -> dict[str, Any]:
-    """Each drawn metric per iteration (null where a row lacks it: JSON has no NaN)."""
-    def value(row: dict[str, float], name: str) -> float | None:
-        number = row.get(name)
-        return None if number is None or math.isnan(number) else number
-
-    present = [name for name in CURVES if any(value(row, name) is not None for row in rows)]
+    """Each drawn metric per iteration (null where a row lacks it)."""
+    present = [name for name in CURVES if any(_finite(row, name) is not None for row in rows)]
     return {"iteration": [int(row.get("iteration", i)) for i, row in enumerate(rows)],
-            "metrics": {name: [value(row, name) for row in rows] for name in present}}
+            "metrics": {name: [_finite(row, name) for row in rows] for name in present}}
+
+
+def _finite(row: dict[str, float], name: str) -> float | None:
+    """A metric of a row, None where it is missing or NaN (JSON, and the page, have no NaN)."""
+    number = row.get(name)
+    return None if number is None or math.isnan(number) else number

@@ -17,7 +17,7 @@ from importlib import resources
 from typing import Any
 
 from protocols import Action, Envelope, EpisodeEnd, Observation, Reward
-from runtime.console import observation_summary
+from runtime.console import action_label, observation_summary
 
 Event = dict[str, Any]
 
@@ -69,9 +69,8 @@ def _event(envelope: Envelope, names: dict[str, list[str]], checked: bool) -> Ev
             return {"kind": "observation", "agent": envelope.recipient, "text": seen.text,
                     "short": observation_summary(envelope.recipient, seen)}
         case Action(action=action):
-            known = names.get(envelope.sender, [])
-            label = known[action] if action < len(known) else f"action {action}"
-            return {"kind": "action", "agent": envelope.sender, "label": label}
+            return {"kind": "action", "agent": envelope.sender,
+                    "label": action_label(names.get(envelope.sender, []), action)}
         case Reward(reward=reward):
             return {"kind": "reward", "agent": envelope.recipient, "value": reward}
         case EpisodeEnd(returns=returns, steps=steps, success=success):

@@ -91,3 +91,25 @@ def test_training_run_page_draws_curves_and_sampled_episodes(
     assert len(dom.having(**{"class": "episode"})) == 2  # the last iteration's sample
     options = [attrs.get("value") for tag, attrs in dom.tags if tag == "option"]
     assert dom.having(id="iteration-filter") and options.count("1") == 2  # iteration, episode
+
+
+def test_a_run_without_success_still_gives_a_page_javascript_can_read(tmp_path: Path) -> None:
+    """A game that reports no success writes `nan` in metrics.csv; JSON has no NaN."""
+    import json
+    import re
+
+    from training.run_view import run_page
+
+    (tmp_path / "metrics.csv").write_text("iteration,success_rate,return_mean\n0,nan,1.5\n"
+                                          "1,nan,2.0\n")
+    page = run_page(tmp_path)
+    text = re.search(r'<script type="application/json" id="data">(.*?)</script>', page,
+                     re.S)
+    assert text is not None
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    data = json.loads(text.group(1), parse_constant=refuse)
+    assert data["summary"]["success_rate"] is None
+    assert data["curves"]["metrics"] == {"return_mean": [1.5, 2.0]}
