@@ -25,6 +25,7 @@ from agents.base import AgentContext, Choice, ModelUsage, Route, Utterance
 from agents.llm import prompts
 from agents.llm.actions import action_distribution, action_options, per_token
 from agents.llm.adapters import adapter_folders, ensure_adapters
+from agents.llm.compute import to_torch_thread
 from agents.llm.engine import Generation, GenerationRequest, InferenceEngine, get_engine
 from agents.llm.exploration import UCBStats, mix_uniform, one_hot, sample_index
 from agents.llm.options import LLMAgentOptions
@@ -63,10 +64,12 @@ class LLMAgent:
         return self._engine
 
     async def ready_engine(self) -> InferenceEngine:
-        """`engine`, its first load (the model, the adapters) run off the event loop: other
-        agents and the runner go on meanwhile."""
+        """`engine`, its first load (the model, the adapters) run off the event loop, so
+        other agents and the runner go on meanwhile. It runs on the torch thread: agents
+        loading at once (one per slot) then take turns, and none changes the model while
+        the engine runs a batch on it."""
         if self._engine is None or not self._engine_checked:
-            return await asyncio.to_thread(lambda: self.engine)
+            return await to_torch_thread(lambda: self.engine)
         return self._engine
 
     def _check_adapter(self, engine: InferenceEngine) -> None:
